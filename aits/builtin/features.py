@@ -1,0 +1,97 @@
+"""Built-in feature adapters: ``analytic`` (current state) and ``history`` (plus past steps).
+
+All features are dimensionless and invariant under permutation of the bodies, rotation,
+translation and a change of length, mass or time unit, so that a policy trained on one scale
+transfers to another.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from aits.hookspecs import hookimpl
+from aits.interfaces import FeatureAdapter
+from aits.physics import Gravity, Systems
+
+PAIR_FEATURES = 5
+
+
+def closest_pair_features(s: Systems, gravity: Gravity) -> tuple[torch.Tensor, torch.Tensor]:
+    """Features (B, 5) of the pair with the shortest free-fall time, and that time (B,).
+
+    For that pair (relative position r, velocity v, mass m): log(1 + v^2 r / Gm) (where on the orbit
+    and how bound), the radial cosine r.v / |r||v| (approaching or receding), log(1 + h^2 / Gmr)
+    (h the specific angular momentum: 1 + e cos f for a Kepler orbit), log(1 + |tidal| / |pair|)
+    accelerations, and the ratio of its free-fall time to the next shortest one (0 for two bodies).
+    """
+    n = s.bodies
+    tau = gravity.pair_timescales(s.pos, s.mass)
+    upper = torch.triu(torch.ones(n, n, dtype=torch.bool, device=tau.device), 1)
+    flat = tau.masked_fill(~upper, float("inf")).flatten(1)
+    two = flat.topk(min(2, flat.shape[1]), dim=1, largest=False)
+    tau_min, idx = two.values[:, 0], two.indices[:, 0]
+    second = two.values[:, 1] if n > 2 else torch.full_like(tau_min, float("inf"))
+    rows = torch.arange(s.batch, device=tau.device)
+    i, j = idx // n, idx % n
+    r, v = s.pos[rows, j] - s.pos[rows, i], s.vel[rows, j] - s.vel[rows, i]
+    m = s.mass[rows, i] + s.mass[rows, j]
+    r2 = (r * r).sum(-1) + gravity.softening**2
+    v2 = (v * v).sum(-1)
+    rv = (r * v).sum(-1)
+    gm = gravity.G * m
+    a_pair = -gm[:, None] * r / r2[:, None] ** 1.5
+    a_tidal = (s.acc[rows, j] - s.acc[rows, i]) - a_pair
+    tiny = torch.finfo(s.pos.dtype).tiny
+    features = torch.stack(
+        [
+            torch.log1p(v2 * r2.sqrt() / gm),
+            rv / (r2 * v2 + tiny).sqrt(),
+            torch.log1p((r2 * v2 - rv * rv).clamp_min(0) / (gm * r2.sqrt())),
+            torch.log1p(a_tidal.norm(dim=-1) / a_pair.norm(dim=-1)),
+            tau_min / second,
+        ],
+        -1,
+    )
+    return features, tau_min
+
+
+class Analytic(FeatureAdapter):
+    """Dimensionless invariants of the closest pair (orbit phase, binding, tidal perturbation)."""
+
+    name = "analytic"
+    dim = PAIR_FEATURES
+
+    def __init__(self, gravity: Gravity, history_len: int = 0) -> None:
+        super().__init__(gravity)
+
+    def features(self, s: Systems, history: torch.Tensor) -> torch.Tensor:
+        return closest_pair_features(s, self.gravity)[0]
+
+
+class History(FeatureAdapter):
+    """The analytic features plus, for each of the last ``history_len`` accepted steps, its analytic
+    features and log(dt / free-fall time); zero-padded at start-up."""
+
+    name = "history"
+
+    def __init__(self, gravity: Gravity, history_len: int = 4) -> None:
+        super().__init__(gravity)
+        if history_len < 1:
+            raise ValueError("the history adapter needs history_len >= 1")
+        self.history_len = history_len
+        self.memory_dim = PAIR_FEATURES + 1
+        self.dim = PAIR_FEATURES + history_len * self.memory_dim
+
+    def features(self, s: Systems, history: torch.Tensor) -> torch.Tensor:
+        current = closest_pair_features(s, self.gravity)[0]
+        return torch.cat([current, history.flatten(1)], -1)
+
+    def memory(self, s: Systems, dt: torch.Tensor) -> torch.Tensor:
+        features, tau = closest_pair_features(s, self.gravity)
+        return torch.cat([features, torch.log(dt / tau)[:, None]], -1)
+
+
+@hookimpl
+def aits_register_features(register) -> None:
+    register(Analytic)
+    register(History)

@@ -1,0 +1,274 @@
+"""Typed run configuration: dataclass defaults < YAML file < ``--set key=value`` overrides.
+
+Unknown keys are errors with a suggestion; types and ranges are checked before any work.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from aits.errors import UserError
+
+
+@dataclass(frozen=True)
+class PhysicsConfig:
+    G: float = 1.0
+    softening: float = 0.0
+
+    def validate(self) -> None:
+        _check(self.G > 0, "physics.G", "must be > 0")
+        _check(self.softening >= 0, "physics.softening", "must be >= 0")
+
+
+@dataclass(frozen=True)
+class SystemConfig:
+    generator: str = "binary_batch"
+    params: dict[str, Any] = field(default_factory=dict)  # keyword arguments of the generator
+
+    def validate(self) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class FeaturesConfig:
+    adapter: str = "analytic"
+    history_len: int = 4
+
+    def validate(self) -> None:
+        _check(self.history_len >= 1, "features.history_len", "must be >= 1")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    hidden: list[int] = field(default_factory=lambda: [64, 64])
+    activation: str = "tanh"
+    init_dt_fraction: float = 0.02
+    min_dt_fraction: float = 1e-5
+    max_dt_fraction: float = 1.0
+
+    def validate(self) -> None:
+        _check(len(self.hidden) >= 1 and all(h >= 1 for h in self.hidden), "model.hidden", "must be a list of sizes >= 1")
+        _check(self.activation in ACTIVATIONS, "model.activation", f"must be one of {', '.join(ACTIVATIONS)}")
+        _check(0 < self.min_dt_fraction < self.max_dt_fraction, "model.min_dt_fraction",
+               "must satisfy 0 < min_dt_fraction < max_dt_fraction")
+        _check(self.min_dt_fraction < self.init_dt_fraction < self.max_dt_fraction, "model.init_dt_fraction",
+               "must lie strictly between min_dt_fraction and max_dt_fraction")
+
+
+ACTIVATIONS = ("tanh", "silu", "relu", "gelu")
+DONE_CRITERIA = ("band", "gate")
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    epochs: int = 200
+    steps_per_epoch: int = 4
+    energy_threshold: float = 2e-4
+    E_lower: float = 1e-6
+    E_upper: float = 1e-4
+    loss: str = "energy_band"
+    learning_rate: float = 3e-3
+    max_retrain_steps: int = 0
+    replay_capacity: int = 100_000
+    replay_batch_size: int = 512
+    max_generalize_iters: int = 20
+    done_criterion: str = "band"
+    grad_clip: float = 1.0
+    nonfinite_penalty: float = 100.0
+    checkpoint_every: int = 50
+
+    def validate(self) -> None:
+        _check(self.epochs >= 1, "training.epochs", "must be >= 1")
+        _check(self.steps_per_epoch >= 1, "training.steps_per_epoch", "must be >= 1")
+        _check(self.energy_threshold > 0, "training.energy_threshold", "must be > 0")
+        _check(0 < self.E_lower < self.E_upper, "training.E_lower", "must satisfy 0 < E_lower < E_upper")
+        _check(self.E_lower < self.energy_threshold, "training.E_lower", "must be below energy_threshold")
+        _check(self.learning_rate > 0, "training.learning_rate", "must be > 0")
+        _check(self.max_retrain_steps >= 0, "training.max_retrain_steps", "must be >= 0 (0 = unlimited)")
+        _check(self.replay_capacity >= 1, "training.replay_capacity", "must be >= 1")
+        _check(self.replay_batch_size >= 1, "training.replay_batch_size", "must be >= 1")
+        _check(self.max_generalize_iters >= 0, "training.max_generalize_iters", "must be >= 0")
+        _check(self.done_criterion in DONE_CRITERIA, "training.done_criterion", f"must be one of {', '.join(DONE_CRITERIA)}")
+        _check(self.grad_clip > 0, "training.grad_clip", "must be > 0")
+        _check(self.nonfinite_penalty > 0, "training.nonfinite_penalty", "must be > 0")
+        _check(self.checkpoint_every >= 1, "training.checkpoint_every", "must be >= 1")
+
+
+DEVICES = ("cpu", "cuda", "auto")
+DTYPES = ("float64", "float32")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    seed: int = 0
+    device: str = "cpu"
+    dtype: str = "float64"
+    integrator: str = "leapfrog"
+    physics: PhysicsConfig = field(default_factory=PhysicsConfig)
+    system: SystemConfig = field(default_factory=SystemConfig)
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+
+    def validate(self) -> None:
+        _check(self.device in DEVICES or self.device.startswith("cuda:"), "device", f"must be one of {', '.join(DEVICES)}")
+        _check(self.dtype in DTYPES, "dtype", f"must be one of {', '.join(DTYPES)}")
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if dataclasses.is_dataclass(value):
+                value.validate()
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _check(ok: bool, key: str, problem: str) -> None:
+    if not ok:
+        raise UserError(f"config key {key} {problem}")
+
+
+# --- reading --------------------------------------------------------------------------------------
+
+
+def _coerce(value: Any, kind: Any, key: str) -> Any:
+    """``value`` as type ``kind`` (float, int, str, bool, list[int], dict), or a UserError."""
+    origin = typing.get_origin(kind)
+    if kind is float:
+        if isinstance(value, str):  # YAML reads 2e-4 (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+    elif kind is bool or kind is str:
+        if isinstance(value, kind):
+            return value
+    elif origin is list:
+        (item,) = typing.get_args(kind)
+        if isinstance(value, list):
+            return [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+    elif origin is dict:
+        if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+            return dict(value)
+    else:  # pragma: no cover - a config field of a type this parser does not know
+        raise TypeError(f"unsupported config type {kind}")
+    name = getattr(kind, "__name__", str(kind))
+    raise UserError(f"config key {key} must be of type {name}, got {value!r}")
+
+
+def _build(cls: type, data: Any, prefix: str) -> Any:
+    if not isinstance(data, dict):
+        raise UserError(f"config section {prefix.rstrip('.') or '(top level)'} must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in data:
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f"; did you mean {prefix}{close[0]}?" if close else f" (known: {', '.join(names)})"
+            raise UserError(f"unknown config key {prefix}{key}{hint}")
+    kwargs = {}
+    for name in names:
+        if name not in data:
+            continue
+        kind, key = hints[name], prefix + name
+        if dataclasses.is_dataclass(kind):
+            kwargs[name] = _build(kind, data[name], key + ".")
+        else:
+            kwargs[name] = _coerce(data[name], kind, key)
+    return cls(**kwargs)
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def read_yaml(path: Path) -> dict:
+    """A YAML mapping read with the safe loader, or a one-line UserError."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise UserError(f"config file not found: {path}") from None
+    except OSError as exc:
+        raise UserError(f"cannot read config file {path}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise UserError(f"{path}: invalid YAML{at}: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: the config must be a YAML mapping, got {type(data).__name__}")
+    return data
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``section.key=value`` -> (["section", "key"], value parsed as YAML)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise UserError(f"--set expects section.key=value, got {text!r}")
+    if not raw.strip():
+        raise UserError(f"--set {key.strip()}= has an empty value")
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        raise UserError(f"--set {key.strip()}: cannot parse value {raw!r}") from None
+    return key.strip().split("."), value
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """``data`` with each ``section.key=value`` merged in, in order."""
+    for text in overrides:
+        path, value = parse_override(text)
+        for part in reversed(path):
+            value = {part: value}
+        data = _merge(data, value)
+    return data
+
+
+def default_config_path() -> Path:
+    """The ``aits.yaml`` embedded in the package (the same file as at the repository root)."""
+    return Path(str(resources.files("aits") / "aits.yaml"))
+
+
+def load_config(path: Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Defaults < ``path`` (the embedded aits.yaml when None) < overrides; validated."""
+    data = read_yaml(path if path is not None else default_config_path())
+    data = apply_overrides(data, overrides or [])
+    config = _build(RunConfig, data, "")
+    config.validate()
+    return config
+
+
+def config_from_dict(data: dict) -> RunConfig:
+    """Rebuild a validated config from its ``to_dict()`` form (e.g. from a checkpoint)."""
+    config = _build(RunConfig, data, "")
+    config.validate()
+    return config
+
+
+def dump_yaml(config: RunConfig) -> str:
+    return yaml.safe_dump(config.to_dict(), sort_keys=False)

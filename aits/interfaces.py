@@ -1,0 +1,99 @@
+"""The small typed interfaces that plugin objects implement."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, ClassVar
+
+import torch
+
+from aits.physics import Gravity, Systems
+
+if TYPE_CHECKING:
+    from aits.config import TrainingConfig
+
+
+class Integrator(ABC):
+    """Advances every system of a batch by its own step ``dt`` (B,)."""
+
+    name: ClassVar[str]
+    order: ClassVar[int]
+    force_evaluations: ClassVar[int]  # per step, given the acceleration carried in the state
+
+    @abstractmethod
+    def step(self, s: Systems, dt: torch.Tensor, gravity: Gravity) -> Systems: ...
+
+
+class FeatureAdapter(ABC):
+    """Turns a state (and a window of remembered past steps) into the policy's input.
+
+    ``memory(state, dt)`` is what the adapter keeps of each accepted step; ``features`` reads the
+    current state and the last ``history_len`` memories (B, history_len, memory_dim), oldest first,
+    zero-padded where the run is younger than the window.
+    """
+
+    name: ClassVar[str]
+    dim: int
+    history_len: int = 0
+    memory_dim: int = 0
+
+    def __init__(self, gravity: Gravity, history_len: int = 0) -> None:
+        self.gravity = gravity
+
+    @abstractmethod
+    def features(self, s: Systems, history: torch.Tensor) -> torch.Tensor: ...
+
+    def memory(self, s: Systems, dt: torch.Tensor) -> torch.Tensor:
+        return s.pos.new_zeros(s.batch, self.memory_dim)
+
+    def empty_history(self, s: Systems) -> torch.Tensor:
+        """The zero-padded history of a run that has just started."""
+        return s.pos.new_zeros(s.batch, self.history_len, self.memory_dim)
+
+
+def push_history(history: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
+    """Drop the oldest entry of each window (B, H, M) and append ``memory`` (B, M)."""
+    if history.shape[1] == 0:
+        return history
+    return torch.cat([history[:, 1:], memory[:, None]], 1)
+
+
+class Loss(ABC):
+    """Per-sample training loss from the relative energy error of a step (all finite, > 0)."""
+
+    name: ClassVar[str]
+
+    @abstractmethod
+    def __call__(self, rel_dE: torch.Tensor, config: TrainingConfig) -> torch.Tensor: ...
+
+
+class DtPolicy(ABC):
+    """Chooses the step of each system during ``aits simulate``.
+
+    ``parameter`` names the one free knob (``dt``, ``eta``, ``scale``) that ``--target-error``
+    searches; its value is passed to the constructor as ``value`` (a tensor (B,) so that many
+    settings can run side by side as one batch).
+    """
+
+    name: ClassVar[str]
+    parameter: ClassVar[str]
+    default: ClassVar[float]
+
+    def __init__(self, value: torch.Tensor, gravity: Gravity, integrator: Integrator, **options: object) -> None:
+        self.value = value
+        self.gravity = gravity
+        self.integrator = integrator
+
+    def reset(self, s: Systems) -> None:
+        """Called once with the initial state."""
+
+    @abstractmethod
+    def dt(self, s: Systems) -> torch.Tensor: ...
+
+    def step(self, s: Systems, dt: torch.Tensor) -> Systems:
+        """Take one step; policies with memory (history) update it here."""
+        return self.integrator.step(s, dt, self.gravity)
+
+    @property
+    def force_evaluations_per_step(self) -> float:
+        return float(self.integrator.force_evaluations)

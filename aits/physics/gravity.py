@@ -1,0 +1,82 @@
+"""Newtonian gravity with Plummer softening: forces, energies, momenta, time scales."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from aits.physics.state import Systems
+
+
+@dataclass(frozen=True)
+class Gravity:
+    """Pairwise Newtonian gravity ``G m_i m_j / sqrt(r^2 + softening^2)``."""
+
+    G: float = 1.0
+    softening: float = 0.0
+
+    def separations(self, pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pair vectors ``r_ij = x_j - x_i`` (B, N, N, D) and softened distances squared (B, N, N)."""
+        dx = pos[:, None, :, :] - pos[:, :, None, :]
+        r2 = (dx * dx).sum(-1) + self.softening**2
+        return dx, r2
+
+    def accelerations(self, pos: torch.Tensor, mass: torch.Tensor) -> torch.Tensor:
+        """Accelerations (B, N, D) of every body; the self-pair contributes nothing."""
+        dx, r2 = self.separations(pos)
+        eye = torch.eye(pos.shape[1], dtype=torch.bool, device=pos.device)
+        inv_r3 = torch.where(eye, 0.0, r2.masked_fill(eye, 1.0).pow(-1.5))
+        return self.G * torch.einsum("bij,bijd->bid", inv_r3 * mass[:, None, :], dx)
+
+    def potential_energy(self, pos: torch.Tensor, mass: torch.Tensor) -> torch.Tensor:
+        """Total potential energy (B,) summed over each unordered pair once."""
+        _, r2 = self.separations(pos)
+        upper = torch.triu(torch.ones(pos.shape[1], pos.shape[1], dtype=torch.bool, device=pos.device), 1)
+        inv_r = torch.where(upper, r2.masked_fill(~upper, 1.0).rsqrt(), 0.0)
+        return -self.G * (mass[:, :, None] * mass[:, None, :] * inv_r).sum((-1, -2))
+
+    def initialise(self, pos: torch.Tensor, vel: torch.Tensor, mass: torch.Tensor) -> Systems:
+        """A :class:`Systems` at time zero with its accelerations computed."""
+        time = torch.zeros(pos.shape[0], dtype=pos.dtype, device=pos.device)
+        return Systems(pos, vel, mass, self.accelerations(pos, mass), time)
+
+    def energy(self, s: Systems) -> torch.Tensor:
+        """Total energy (B,)."""
+        return kinetic_energy(s) + self.potential_energy(s.pos, s.mass)
+
+    def pair_timescales(self, pos: torch.Tensor, mass: torch.Tensor) -> torch.Tensor:
+        """Free-fall times ``sqrt(r_ij^3 / G (m_i + m_j))`` (B, N, N), +inf on the diagonal."""
+        _, r2 = self.separations(pos)
+        eye = torch.eye(pos.shape[1], dtype=torch.bool, device=pos.device)
+        m_pair = mass[:, :, None] + mass[:, None, :]
+        tau = (r2.masked_fill(eye, 1.0).pow(1.5) / (self.G * m_pair)).sqrt()
+        return tau.masked_fill(eye, float("inf"))
+
+    def freefall_time(self, pos: torch.Tensor, mass: torch.Tensor) -> torch.Tensor:
+        """The shortest pairwise free-fall time of each system (B,): its natural time scale."""
+        return self.pair_timescales(pos, mass).flatten(1).amin(1)
+
+
+def kinetic_energy(s: Systems) -> torch.Tensor:
+    return 0.5 * (s.mass[..., None] * s.vel * s.vel).sum((-1, -2))
+
+
+def momentum(s: Systems) -> torch.Tensor:
+    """Total linear momentum (B, D)."""
+    return (s.mass[..., None] * s.vel).sum(1)
+
+
+def angular_momentum(s: Systems) -> torch.Tensor:
+    """Total angular momentum about the origin: (B, 3) in 3-D, (B, 1) in 2-D."""
+    p = s.mass[..., None] * s.vel
+    if s.dims == 3:
+        return torch.linalg.cross(s.pos, p).sum(1)
+    if s.dims == 2:
+        return (s.pos[..., 0] * p[..., 1] - s.pos[..., 1] * p[..., 0]).sum(1, keepdim=True)
+    raise ValueError(f"angular momentum is defined for 2 or 3 dimensions, not {s.dims}")
+
+
+def relative_energy_error(e_new: torch.Tensor, e_old: torch.Tensor) -> torch.Tensor:
+    """``|E_new - E_old| / |E_old|`` per system."""
+    return (e_new - e_old).abs() / e_old.abs()

@@ -1,0 +1,1 @@
+"""Two-phase training: Part 1 (collect) and Part 2 (generalize)."""
