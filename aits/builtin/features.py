@@ -45,7 +45,7 @@ def closest_pair_features(s: Systems, gravity: Gravity) -> tuple[torch.Tensor, t
     features = torch.stack(
         [
             torch.log1p(v2 * r2.sqrt() / gm),
-            rv / (r2 * v2 + tiny).sqrt(),
+            rv.abs() / (r2 * v2 + tiny).sqrt(),
             torch.log1p((r2 * v2 - rv * rv).clamp_min(0) / (gm * r2.sqrt())),
             torch.log1p(a_tidal.norm(dim=-1) / a_pair.norm(dim=-1)),
             tau_min / second,

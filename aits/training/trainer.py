@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 import torch
@@ -56,7 +56,6 @@ class Counters:
     force_evaluations: int = 0
     optimizer_steps: int = 0
     nonfinite_steps: int = 0
-    stop_requested: bool = field(default=False, repr=False)
 
 
 def median(x: torch.Tensor) -> float:
@@ -166,8 +165,6 @@ class Trainer:
             retrain += 1
             retries[active[~ok]] += 1
             self.reporter.part1_progress(target - int(remaining.sum()), target, retrain)
-            if self.counters.stop_requested:
-                break
             if cfg.max_retrain_steps and int(retries.max()) >= cfg.max_retrain_steps:
                 raise RetrainCapHit(
                     f"Part 1 retrained {cfg.max_retrain_steps} times on one state without an accepted step "
@@ -214,8 +211,6 @@ class Trainer:
                 stats["converged"] = True
                 break
             self.optimise(self.sample_losses(r).mean())
-            if self.counters.stop_requested:
-                break
         return stats
 
     # --- epochs ----------------------------------------------------------------------------------

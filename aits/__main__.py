@@ -1,0 +1,3 @@
+from aits.cli import main
+
+main()

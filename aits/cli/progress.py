@@ -1,0 +1,91 @@
+"""Progress reporting: a rich progress bar on a terminal, plain log lines otherwise."""
+
+from __future__ import annotations
+
+import math
+import time
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+
+def describe(m: dict) -> str:
+    """One line summarising an epoch's metrics."""
+    parts = [f"epoch {m['epoch']}"]
+    if "part1" in m:
+        p = m["part1"]
+        parts.append(f"part1 accepted {p['accepted']} rejected {p['rejected']} retrain {p['retrain_iters']}")
+    if "part2" in m:
+        p = m["part2"]
+        done = "converged" if p["converged"] else "not converged"
+        parts.append(f"part2 {p['iterations']} it {done} pass {_pct(p['pass_rate'])} dt/tau {p['dt_over_tau_median']:.3g}")
+    parts.append(f"buffer {m['buffer_size']}")
+    return " | ".join(parts)
+
+
+def _pct(x: float) -> str:
+    return "-" if math.isnan(x) else f"{100 * x:.1f}%"
+
+
+class PlainReporter:
+    """A log line every ``every_s`` seconds and at the last epoch (for CI and batch logs)."""
+
+    def __init__(self, console: Console, every_s: float = 5.0) -> None:
+        self.console, self.every_s, self.last = console, every_s, -math.inf
+        self.total = 0
+
+    def __enter__(self) -> PlainReporter:
+        return self
+
+    def __exit__(self, *exc: object) -> None: ...
+
+    def epoch_started(self, epoch: int, total: int) -> None:
+        self.total = total
+
+    def part1_progress(self, accepted: int, target: int, retrain_iters: int) -> None: ...
+
+    def part2_progress(self, iteration: int, pass_rate: float) -> None: ...
+
+    def epoch_finished(self, metrics: dict) -> None:
+        now = time.monotonic()
+        if now - self.last >= self.every_s or metrics["epoch"] >= self.total:
+            self.last = now
+            self.console.print(describe(metrics), highlight=False)
+
+
+class RichReporter:
+    """Epoch bar with live Part 1 retries and Part 2 pass rate."""
+
+    def __init__(self, console: Console) -> None:
+        self.progress = Progress(
+            TextColumn("[bold]epoch"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"),
+            TimeElapsedColumn(), TimeRemainingColumn(), console=console,
+        )
+        self.task = None
+
+    def __enter__(self) -> RichReporter:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.__exit__(*exc)
+
+    def epoch_started(self, epoch: int, total: int) -> None:
+        if self.task is None:
+            self.task = self.progress.add_task("train", total=total, completed=epoch - 1, status="")
+        self.progress.update(self.task, total=total)
+
+    def part1_progress(self, accepted: int, target: int, retrain_iters: int) -> None:
+        self.progress.update(self.task, status=f"part 1: {accepted}/{target} accepted, {retrain_iters} retrains")
+
+    def part2_progress(self, iteration: int, pass_rate: float) -> None:
+        self.progress.update(self.task, status=f"part 2: iteration {iteration}, pass {_pct(pass_rate)}")
+
+    def epoch_finished(self, metrics: dict) -> None:
+        p2 = metrics.get("part2")
+        status = f"pass {_pct(p2['pass_rate'])} dt/tau {p2['dt_over_tau_median']:.3g}" if p2 else describe(metrics)
+        self.progress.update(self.task, completed=metrics["epoch"], status=status)
+
+
+def make_reporter(console: Console):
+    return RichReporter(console) if console.is_terminal else PlainReporter(console)

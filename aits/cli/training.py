@@ -1,0 +1,71 @@
+"""Shared plumbing of ``train``, ``collect`` and ``generalize``: set up, run, summarise."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from aits.config import load_config
+from aits.training import run as runs
+from aits.training.trainer import Trainer
+
+
+def stderr_console() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+def start(config: Path | None, sets: list[str], resume: Path | None, out: Path | None, command: str,
+          reporter) -> tuple[Trainer, runs.RunDir]:
+    """A trainer (fresh, or rebuilt from ``resume``) and its run directory, config written."""
+    if resume is not None:
+        if config is not None:
+            from aits.errors import UserError
+
+            raise UserError("--resume takes its config from the checkpoint; drop --config (use --set to change keys)")
+        trainer = runs.trainer_from_checkpoint(resume, sets, reporter)
+        own = resume.parent.parent if resume.parent.name == "checkpoints" else resume.parent
+        if out is None or out.resolve() == own.resolve():
+            run = runs.RunDir(own)  # continue the checkpoint's own run
+        else:
+            run = runs.new_run_dir(out, command)  # another run's directory is never overwritten
+        runs.write_metrics(run, trainer.metrics)
+    else:
+        cfg = load_config(config, sets)
+        trainer = Trainer(cfg, reporter)  # builds everything (and validates plugin names) before any file is written
+        run = runs.new_run_dir(out, command)
+    runs.write_config(run, trainer.config)
+    return trainer, run
+
+
+def summary_table(trainer: Trainer, run: runs.RunDir, title: str) -> Table:
+    """The end-of-run table: what was trained and how well the last epoch did."""
+    table = Table(title=title, show_header=False)
+    last = trainer.metrics[-1] if trainer.metrics else {}
+    p1 = [m["part1"] for m in trainer.metrics if "part1" in m]
+    p2 = [m["part2"] for m in trainer.metrics if "part2" in m]
+    rows = [("epochs", str(trainer.epoch)), ("run directory", str(run.path))]
+    if p1:
+        rows += [
+            ("part 1 accepted / rejected", f"{sum(p['accepted'] for p in p1)} / {sum(p['rejected'] for p in p1)}"),
+            ("part 1 retrain iterations", str(sum(p["retrain_iters"] for p in p1))),
+        ]
+    if p2:
+        converged = sum(p["converged"] for p in p2)
+        rows += [
+            ("part 2 converged epochs", f"{converged} / {len(p2)}"),
+            ("part 2 final pass rate", _fmt_pct(p2[-1]["pass_rate"])),
+            ("median dt / free-fall time", f"{p2[-1]['dt_over_tau_median']:.4g}"),
+        ]
+    rows += [("replay buffer", str(last.get("buffer_size", 0))),
+             ("force evaluations", str(trainer.counters.force_evaluations)),
+             ("wall time (s)", f"{sum(m['wall_time_s'] for m in trainer.metrics):.1f}")]
+    for key, value in rows:
+        table.add_row(key, value)
+    return table
+
+
+def _fmt_pct(x: float) -> str:
+    return "-" if math.isnan(x) else f"{100 * x:.1f}%"

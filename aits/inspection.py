@@ -1,0 +1,67 @@
+"""Summaries of checkpoints, data sets and run directories (for ``aits inspect``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from aits import checkpoint
+from aits.config import read_yaml
+from aits.errors import UserError
+
+
+def describe(path: Path) -> dict:
+    """A JSON-able summary of an aits file or run directory."""
+    if path.is_dir():
+        return describe_run(path)
+    data = checkpoint.load(path)
+    return _checked(path, data)
+
+
+def _checked(path: Path, data: dict) -> dict:
+    """The summary of a loaded file, or a one-line error when a field is missing or malformed."""
+    try:
+        return describe_checkpoint(data) if data["kind"] == "checkpoint" else describe_dataset(data)
+    except (KeyError, TypeError, AttributeError, IndexError, ValueError, RuntimeError) as exc:
+        raise UserError(f"{path}: malformed aits {data.get('kind', 'file')} (missing or bad field: "
+                        f"{type(exc).__name__} {str(exc).splitlines()[0][:120] if str(exc) else ''})") from None
+
+
+def describe_checkpoint(data: dict) -> dict:
+    params = sum(t.numel() for k, t in data["model"].items() if k.startswith("net."))
+    return {
+        "kind": "checkpoint", "aits_version": data["aits_version"], "format_version": data["format_version"],
+        "epoch": data["epoch"], "plugins": data["plugins"], "architecture": data["architecture"],
+        "parameters": params, "replay_buffer": int(data["buffer"]["size"]),
+        "last_epoch": data["metrics"][-1] if data["metrics"] else None, "config": data["config"],
+    }
+
+
+def describe_dataset(data: dict) -> dict:
+    buffer = data["buffer"]
+    dt = buffer["dt"][: int(buffer["size"])]
+    return {
+        "kind": "dataset", "aits_version": data["aits_version"], "format_version": data["format_version"],
+        "samples": int(buffer["size"]), "bodies": data["bodies"], "dims": data["dims"], "features": data["features"],
+        "dt_median": float(dt.median()) if dt.numel() else None, "config": data["config"],
+    }
+
+
+def describe_run(path: Path) -> dict:
+    config = path / "config.yaml"
+    if not config.is_file():
+        raise UserError(f"{path} is not an aits run directory (no config.yaml)")
+    summary: dict = {"kind": "run", "path": str(path), "config": read_yaml(config)}
+    metrics_file = path / "metrics.jsonl"
+    if metrics_file.is_file():
+        lines = [line for line in metrics_file.read_text().splitlines() if line.strip()]
+        try:
+            metrics = [json.loads(line) for line in lines]
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{metrics_file}: not valid JSON lines ({exc.msg} at line {exc.lineno})") from None
+        summary.update(epochs=len(metrics), last_epoch=metrics[-1] if metrics else None)
+    summary["checkpoints"] = sorted(str(p.relative_to(path)) for p in path.rglob("*.pt"))
+    if (path / "model.pt").is_file():
+        model = _checked(path / "model.pt", checkpoint.load(path / "model.pt", "checkpoint"))
+        summary["model"] = {k: model[k] for k in ("epoch", "plugins", "architecture", "parameters", "replay_buffer")}
+    return summary

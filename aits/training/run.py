@@ -1,0 +1,194 @@
+"""Runs on disk: the run directory, metrics, periodic and final checkpoints, data sets, resume,
+and a clean stop on SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from aits import checkpoint
+from aits.config import RunConfig, apply_overrides, config_from_dict, dump_yaml
+from aits.errors import RunFailed, UserError
+from aits.training.trainer import Reporter, RetrainCapHit, Trainer
+
+
+class Interrupted(Exception):
+    """Training stopped on a signal after saving a checkpoint."""
+
+    def __init__(self, signum: int, saved: Path, remaining: int = 0) -> None:
+        super().__init__(f"stopped by signal {signum}; saved {saved}")
+        self.signum, self.saved, self.remaining = signum, saved, remaining  # remaining: epochs still to run
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+@dataclass(frozen=True)
+class RunDir:
+    path: Path
+
+    @property
+    def config(self) -> Path:
+        return self.path / "config.yaml"
+
+    @property
+    def metrics(self) -> Path:
+        return self.path / "metrics.jsonl"
+
+    @property
+    def model(self) -> Path:
+        return self.path / "model.pt"
+
+    @property
+    def dataset(self) -> Path:
+        return self.path / "dataset.pt"
+
+    def epoch_checkpoint(self, epoch: int) -> Path:
+        return self.path / "checkpoints" / f"epoch-{epoch:06d}.pt"
+
+
+def new_run_dir(out: Path | None, command: str) -> RunDir:
+    """A fresh run directory; an existing non-empty one is never reused silently."""
+    if out is None:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        out = Path("runs") / f"{command}-{stamp}"
+        n = 1
+        while out.exists():
+            n += 1
+            out = Path("runs") / f"{command}-{stamp}-{n}"
+    elif out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UserError(f"output directory {out} already exists and is not empty; choose another --out (or --resume)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create output directory {out}: {exc.strerror}") from None
+    return RunDir(out)
+
+
+def checkpoint_payload(trainer: Trainer) -> dict:
+    cfg = trainer.config
+    return {
+        "config": cfg.to_dict(),
+        "plugins": {"integrator": cfg.integrator, "features": cfg.features.adapter, "loss": cfg.training.loss,
+                    "initial_conditions": cfg.system.generator},
+        "architecture": {"in_dim": trainer.adapter.dim, "hidden": list(cfg.model.hidden),
+                         "activation": cfg.model.activation, "history_len": trainer.adapter.history_len,
+                         "memory_dim": trainer.adapter.memory_dim},
+        **trainer.state_dict(),
+    }
+
+
+def save_checkpoint(trainer: Trainer, path: Path) -> Path:
+    return checkpoint.save(path, "checkpoint", checkpoint_payload(trainer))
+
+
+def save_dataset(trainer: Trainer, path: Path) -> Path:
+    return checkpoint.save(path, "dataset", {
+        "config": trainer.config.to_dict(),
+        "features": {"adapter": trainer.config.features.adapter, "dim": trainer.adapter.dim,
+                     "history_len": trainer.adapter.history_len, "memory_dim": trainer.adapter.memory_dim},
+        "bodies": trainer.systems.bodies, "dims": trainer.systems.dims,
+        "buffer": trainer.buffer.state_dict(),
+    })
+
+
+def trainer_from_checkpoint(path: Path, overrides: list[str] | None = None, reporter: Reporter | None = None) -> Trainer:
+    """Rebuild a trainer exactly as it was saved (``overrides`` apply on top of the saved config)."""
+    data = checkpoint.load(path, "checkpoint")
+    saved = data.get("config")
+    if not isinstance(saved, dict):
+        raise UserError(f"{path}: checkpoint has no config")
+    try:
+        config_from_dict(saved)
+    except UserError as exc:  # the file's own config, before the user's overrides
+        raise UserError(f"{path}: {exc}") from None
+    config = config_from_dict(apply_overrides(saved, overrides or []))
+    trainer = Trainer(config, reporter)
+    try:
+        trainer.load_state_dict(data)
+    except (KeyError, RuntimeError, ValueError, TypeError, AttributeError, IndexError) as exc:
+        reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        raise UserError(f"{path}: checkpoint does not match its config ({type(exc).__name__}: {reason})") from None
+    return trainer
+
+
+def load_dataset_into(trainer: Trainer, path: Path) -> None:
+    """Replace the trainer's replay buffer by a saved data set, refusing one that does not fit."""
+    data = checkpoint.load(path, "dataset")
+    have = {"adapter": trainer.config.features.adapter, "dim": trainer.adapter.dim,
+            "history_len": trainer.adapter.history_len, "memory_dim": trainer.adapter.memory_dim}
+    try:
+        features, bodies, dims, buffer = data["features"], data["bodies"], data["dims"], data["buffer"]
+        size = int(buffer["size"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UserError(f"{path}: malformed data set (missing or bad field {exc})") from None
+    if features != have or (bodies, dims) != (trainer.systems.bodies, trainer.systems.dims):
+        raise UserError(
+            f"{path}: data set features {features} for N={bodies}, D={dims} do not fit "
+            f"the model ({have} for N={trainer.systems.bodies}, D={trainer.systems.dims})"
+        )
+    if size > trainer.buffer.capacity:
+        raise UserError(f"{path}: holds {size} samples, more than training.replay_capacity={trainer.buffer.capacity}")
+    try:
+        trainer.buffer.load_state_dict(buffer)
+    except (KeyError, RuntimeError, ValueError, TypeError, AttributeError, IndexError) as exc:
+        reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        raise UserError(f"{path}: malformed data set ({type(exc).__name__}: {reason})") from None
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[list[int]]:
+    """Record SIGINT/SIGTERM instead of dying; a second signal interrupts at once."""
+    received: list[int] = []
+
+    def handler(signum: int, frame: object) -> None:
+        if received:
+            raise KeyboardInterrupt
+        received.append(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield received
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def write_metrics(run: RunDir, metrics: list[dict]) -> None:
+    """Rewrite metrics.jsonl from a list (atomic), e.g. when resuming from a checkpoint."""
+    text = "".join(json.dumps(m) + "\n" for m in metrics)
+    checkpoint.atomic_write(run.metrics, lambda f: f.write(text.encode()))
+
+
+def run_epochs(trainer: Trainer, run: RunDir, until_epoch: int, part1: bool = True, part2: bool = True) -> None:
+    """Run epochs until ``trainer.epoch == until_epoch``, appending metrics and checkpointing.
+
+    A signal stops the run at the next epoch boundary with a checkpoint, so that resuming from it
+    gives the same result as an uninterrupted run.
+    """
+    every = trainer.config.training.checkpoint_every
+    with stop_on_signals() as received, run.metrics.open("a") as log:
+        while trainer.epoch < until_epoch:
+            try:
+                metrics = trainer.run_epoch(part1, part2)
+            except RunFailed as exc:  # e.g. the retrain cap: keep the state for inspection
+                saved = save_checkpoint(trainer, run.path / "checkpoints" / f"failed-epoch-{trainer.epoch + 1:06d}.pt")
+                raise type(exc)(f"{exc}; state saved to {saved}") from exc
+            log.write(json.dumps(metrics) + "\n")
+            log.flush()
+            if received:
+                saved = save_checkpoint(trainer, run.epoch_checkpoint(trainer.epoch))
+                raise Interrupted(received[0], saved, until_epoch - trainer.epoch)
+            if trainer.epoch % every == 0 and trainer.epoch < until_epoch:
+                save_checkpoint(trainer, run.epoch_checkpoint(trainer.epoch))
+
+
+def write_config(run: RunDir, config: RunConfig) -> None:
+    text = dump_yaml(config)
+    checkpoint.atomic_write(run.config, lambda f: f.write(text.encode()))
