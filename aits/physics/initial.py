@@ -47,17 +47,17 @@ def kepler_binary(
     return _place(rel_pos, rel_vel, full(m1), full(m2), dims)
 
 
-PHASES = ("pericentre", "apocentre", "mean", "true")
+PHASES = ("pericentre", "apocentre", "uniform_time", "uniform_angle")
 
 
 def binary_batch(
     *, G: float, rng: torch.Generator, count: int = 64, e_min: float = 0.0, e_max: float = 0.9,
     a_min: float = 1.0, a_max: float = 1.0, q_min: float = 1.0, q_max: float = 1.0, m_total: float = 2.0,
-    phase: str = "mean", dims: int = 3,
+    phase: str = "uniform_time", dims: int = 3,
 ) -> Bodies:
     """``count`` binaries with e uniform in [e_min, e_max], a log-uniform in [a_min, a_max] and mass
     ratio q = m2/m1 uniform in [q_min, q_max]. ``phase`` places each on its orbit: at pericentre,
-    apocentre, uniform in mean anomaly (uniform in time) or uniform in true anomaly."""
+    apocentre, uniform in mean anomaly (``uniform_time``) or uniform in true anomaly (``uniform_angle``)."""
     if count < 1:
         raise UserError(f"count must be >= 1, got {count}")
     if not (0 <= e_min <= e_max < 1):
@@ -77,8 +77,8 @@ def binary_batch(
     true_anomaly = {
         "pericentre": torch.zeros(count, dtype=torch.float64),
         "apocentre": torch.full((count,), math.pi, dtype=torch.float64),
-        "mean": kepler.true_from_mean_anomaly(angle, e),
-        "true": angle,
+        "uniform_time": kepler.true_from_mean_anomaly(angle, e),
+        "uniform_angle": angle,
     }[phase]
     rel_pos, rel_vel = kepler.relative_state(a, e, true_anomaly, torch.full_like(a, m_total), G)
     return _place(rel_pos, rel_vel, m1, m_total - m1, dims)
@@ -176,7 +176,13 @@ def _read_npy(file: Path) -> torch.Tensor:
 
 
 def _read_csv(file: Path) -> torch.Tensor:
-    rows = [r for r in csv.reader(file.read_text().splitlines()) if r and not r[0].lstrip().startswith("#")]
+    try:
+        text = file.read_text()
+    except UnicodeDecodeError:
+        raise UserError(f"{file}: not a text (CSV) file; use .npy for binary arrays") from None
+    except OSError as exc:
+        raise UserError(f"{file}: cannot read: {exc.strerror}") from None
+    rows = [r for r in csv.reader(text.splitlines()) if r and not r[0].lstrip().startswith("#")]
     try:
         if rows and not _is_number(rows[0][0]):
             rows = rows[1:]
@@ -194,6 +200,36 @@ def _is_number(text: str) -> bool:
     return True
 
 
+def _coerce_params(generator, name: str, params: dict) -> dict:
+    """``params`` converted to the types the generator annotates (int, float, str, bool), or a
+    one-line error naming the key; parameters of other or unknown types pass unchanged."""
+    import typing
+
+    try:
+        hints = typing.get_type_hints(generator)
+    except Exception:  # a plugin's annotations may not resolve; then nothing is checked
+        return dict(params)
+    out = {}
+    for key, value in params.items():
+        kind = hints.get(key)
+        ok = True
+        if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = float(value)
+        elif kind is float and isinstance(value, str):
+            try:
+                value = float(value)  # YAML reads 1e-3 (no dot) as a string
+            except ValueError:
+                ok = False
+        elif kind is int and isinstance(value, float) and value.is_integer():
+            value = int(value)
+        elif kind in (int, str, bool):
+            ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+        if not ok:
+            raise UserError(f"system.params.{key} for {name} must be of type {kind.__name__}, got {value!r}")
+        out[key] = value
+    return out
+
+
 def make_systems(generator, params: dict, gravity, rng: torch.Generator, dtype: torch.dtype, device: torch.device):
     """Call an initial-condition generator with user ``params`` (checked against its signature) and
     return initialised :class:`Systems` on ``device`` in ``dtype``."""
@@ -207,10 +243,21 @@ def make_systems(generator, params: dict, gravity, rng: torch.Generator, dtype: 
             close = difflib.get_close_matches(key, accepted, n=1)
             hint = f"; did you mean {close[0]}?" if close else f" (known: {', '.join(accepted)})"
             raise UserError(f"unknown parameter system.params.{key} for {name}{hint}")
+    params = _coerce_params(generator, name, params)
     try:
         pos, vel, mass = generator(G=gravity.G, rng=rng, **params)
-    except TypeError as exc:
+    except UserError as exc:
+        raise UserError(f"system.params ({name}): {exc}") from None
+    except (TypeError, ValueError, ArithmeticError) as exc:
         raise UserError(f"bad system.params for {name}: {exc}") from None
     if not all(torch.isfinite(t).all() for t in (pos, vel, mass)):
         raise UserError(f"initial conditions from {name} contain NaN or infinite values")
-    return gravity.initialise(*(t.to(device=device, dtype=dtype) for t in (pos, vel, mass)))
+    systems = gravity.initialise(*(t.to(device=device, dtype=dtype) for t in (pos, vel, mass)))
+    if not torch.isfinite(systems.acc).all():
+        raise UserError(f"initial conditions from {name} put two bodies at the same place (infinite force); "
+                        "move them apart or set physics.softening > 0")
+    energy = gravity.energy(systems)
+    if not (torch.isfinite(energy) & (energy != 0)).all():
+        raise UserError(f"initial conditions from {name} have a total energy of exactly 0 or not finite: "
+                        "the relative energy error |dE/E| that gates each step is undefined")
+    return systems

@@ -14,7 +14,7 @@ from typing import Iterator
 from aits import checkpoint
 from aits.config import RunConfig, apply_overrides, config_from_dict, dump_yaml
 from aits.errors import RunFailed, UserError
-from aits.training.trainer import Reporter, RetrainCapHit, Trainer
+from aits.training.trainer import Reporter, Trainer
 
 
 class Interrupted(Exception):
@@ -62,7 +62,9 @@ def new_run_dir(out: Path | None, command: str) -> RunDir:
         while out.exists():
             n += 1
             out = Path("runs") / f"{command}-{stamp}-{n}"
-    elif out.exists() and (not out.is_dir() or any(out.iterdir())):
+    elif out.exists() and not out.is_dir():
+        raise UserError(f"output directory {out} is an existing file; choose another --out")
+    elif out.exists() and any(out.iterdir()):
         raise UserError(f"output directory {out} already exists and is not empty; choose another --out (or --resume)")
     try:
         out.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,155 @@
+"""The two-phase training core: gate, retries, history, replay, generalisation, reproducibility."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from aits.training.buffer import ReplayBuffer
+from aits.training.run import RunDir, run_epochs, save_checkpoint, trainer_from_checkpoint
+from aits.training.trainer import RetrainCapHit, Trainer
+from conftest import small_config
+
+ECCENTRIC = ["system.generator=kepler_binary", "system.params={e: 0.9, count: 2}"]
+
+
+def test_bad_initial_policy_is_rejected_then_accepted_after_retraining():
+    # an untrained policy stepping half the free-fall time at pericentre of an e=0.9 orbit fails the gate
+    trainer = Trainer(small_config(*ECCENTRIC, "model.init_dt_fraction=0.5", "training.steps_per_epoch=3"))
+    stats = trainer.collect()
+    assert stats["rejected"] > 0 and stats["retrain_iters"] > 0
+    assert stats["accepted"] == 2 * 3
+    assert stats["rel_dE_max"] < trainer.config.training.energy_threshold
+    assert stats["dt_over_tau_median"] < 0.5
+
+
+def test_untrained_policy_starts_from_the_configured_fraction_of_the_free_fall_time():
+    trainer = Trainer(small_config("model.init_dt_fraction=0.03"))
+    dt, log_ratio = trainer.policy(trainer.systems, trainer.history)
+    tau = trainer.gravity.freefall_time(trainer.systems.pos, trainer.systems.mass)
+    assert torch.allclose(dt / tau, torch.full_like(dt, 0.03), rtol=0.02)
+
+
+def test_retrain_cap_stops_with_an_error_and_a_checkpoint(tmp_path):
+    trainer = Trainer(small_config(*ECCENTRIC, "model.init_dt_fraction=0.9", "training.max_retrain_steps=2"))
+    run = RunDir(tmp_path)
+    with pytest.raises(RetrainCapHit, match="max_retrain_steps"):
+        run_epochs(trainer, run, 1)
+    saved = list((tmp_path / "checkpoints").glob("*.pt"))
+    assert len(saved) == 1 and trainer_from_checkpoint(saved[0]).epoch == 0
+
+
+def test_history_is_zero_padded_and_warm_up_steps_are_not_recorded():
+    trainer = Trainer(small_config("features.adapter=history", "features.history_len=3", "training.steps_per_epoch=5"))
+    assert trainer.history.shape == (8, 3, trainer.adapter.memory_dim)
+    assert not trainer.history.any()  # zero-padded, not copies of the first state
+    stats = trainer.collect()
+    assert stats["accepted"] == 8 * 5
+    assert stats["recorded"] == trainer.buffer.size == 8 * (5 - 3)
+    windows = trainer.buffer.data["history"][: trainer.buffer.size]
+    assert windows.abs().sum(-1).gt(0).all(), "recorded samples come after warm-up: full windows"
+    # the next epoch records every step
+    assert trainer.collect()["recorded"] == 8 * 5
+
+
+def test_part2_uses_each_samples_own_history_window():
+    trainer = Trainer(small_config("features.adapter=history", "features.history_len=2", "training.steps_per_epoch=4"))
+    trainer.collect()
+    trainer.history.fill_(float("nan"))  # the live history must play no part in Part 2
+    seen = []
+    features = trainer.adapter.features
+    trainer.adapter.features = lambda s, history: seen.append(history.clone()) or features(s, history)
+    trainer.generalize()
+    stored = trainer.buffer.data["history"][: trainer.buffer.size].flatten(1)
+    for batch in seen:
+        assert torch.isfinite(batch).all()
+        assert (torch.cdist(batch.flatten(1), stored).min(1).values == 0).all()
+
+
+def test_replay_buffer_keeps_the_newest_samples_up_to_its_capacity():
+    buffer = ReplayBuffer(10, bodies=2, dims=3, history_len=0, memory_dim=0, dtype=torch.float64, device=torch.device("cpu"))
+    trainer = Trainer(small_config())
+    for start in range(0, 25, 5):
+        s = trainer.systems.index(slice(0, 5))
+        buffer.add(s, torch.zeros(5, dtype=torch.float64), torch.zeros(5, 0, 0, dtype=torch.float64),
+                   torch.arange(start, start + 5, dtype=torch.float64))
+    assert buffer.size == 10
+    assert sorted(buffer.data["dt"].tolist()) == list(range(15, 25))
+    sample, _, _ = buffer.sample(100, torch.Generator().manual_seed(0))
+    assert sample.batch == 10  # without replacement: never more than it holds
+
+
+def test_part2_converges_on_a_small_data_set():
+    trainer = Trainer(small_config("training.steps_per_epoch=4", "training.max_generalize_iters=400",
+                                   "training.replay_batch_size=32"))
+    trainer.collect()
+    stats = trainer.generalize()
+    assert stats["converged"] and stats["pass_rate"] == 1.0
+    assert stats["iterations"] < 400
+
+
+def test_band_criterion_corrects_a_timid_policy_that_the_gate_alone_accepts():
+    timid = ["model.init_dt_fraction=1e-4", "training.steps_per_epoch=2", "training.max_generalize_iters=50"]
+    gate_only = Trainer(small_config(*timid, "training.done_criterion=gate"))
+    gate_only.collect()
+    assert gate_only.generalize()["iterations"] == 1  # every tiny step passes the gate at once
+    band = Trainer(small_config(*timid))
+    band.collect()
+    stats = band.generalize()
+    assert stats["iterations"] > 1
+    assert stats["dt_over_tau_median"] > 2e-4  # the band loss pushed dt up
+
+
+def test_no_autograd_graph_survives_between_steps():
+    trainer = Trainer(small_config("system.params.count=4", "training.steps_per_epoch=500", "training.max_generalize_iters=1"))
+    trainer.run_epoch()
+    carried = [*trainer.systems.tensors(), trainer.energy, trainer.history, *trainer.buffer.data.values()]
+    assert all(t.grad_fn is None and not t.requires_grad for t in carried)
+    assert trainer.metrics[-1]["part1"]["accepted"] == 2000
+
+
+def _weights(trainer: Trainer) -> torch.Tensor:
+    return torch.cat([p.detach().flatten() for p in trainer.policy.parameters()])
+
+
+def _without_time(metrics: list[dict]) -> list[dict]:
+    return [{k: v for k, v in m.items() if k != "wall_time_s"} for m in metrics]
+
+
+def test_same_seed_same_run_and_other_seed_other_run():
+    runs = [Trainer(small_config(f"seed={seed}")) for seed in (3, 3, 4)]
+    for trainer in runs:
+        for _ in range(2):
+            trainer.run_epoch()
+    assert torch.equal(_weights(runs[0]), _weights(runs[1]))
+    assert _without_time(runs[0].metrics) == _without_time(runs[1].metrics)
+    assert not torch.equal(_weights(runs[0]), _weights(runs[2]))
+
+
+def test_resume_from_a_checkpoint_equals_an_uninterrupted_run(tmp_path):
+    config = ["training.epochs=4", "features.adapter=history", "features.history_len=2", "training.steps_per_epoch=3"]
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    straight = Trainer(small_config(*config))
+    run_epochs(straight, RunDir(tmp_path / "a"), 4)
+
+    first = Trainer(small_config(*config))
+    run_epochs(first, RunDir(tmp_path / "b"), 2)
+    path = save_checkpoint(first, tmp_path / "b" / "half.pt")
+    second = trainer_from_checkpoint(path)
+    assert second.epoch == 2 and second.buffer.size == first.buffer.size
+    run_epochs(second, RunDir(tmp_path / "b"), 4)
+
+    assert torch.equal(_weights(straight), _weights(second))
+    assert _without_time(straight.metrics) == _without_time(second.metrics)
+    assert torch.equal(straight.systems.pos, second.systems.pos)
+
+
+def test_training_on_a_three_body_system_runs_and_stays_finite():
+    trainer = Trainer(small_config("system.generator=figure_eight", "system.params={count: 4}",
+                                   "training.steps_per_epoch=5"))
+    metrics = trainer.run_epoch()
+    assert metrics["part1"]["accepted"] == 20
+    assert torch.isfinite(_weights(trainer)).all()
+    assert math.isfinite(metrics["part2"]["pass_rate"])
