@@ -43,6 +43,11 @@ class FeatureAdapter(ABC):
     @abstractmethod
     def features(self, s: Systems, history: torch.Tensor) -> torch.Tensor: ...
 
+    def features_and_timescale(self, s: Systems, history: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features and the natural time scale (B,) that the policy's output is relative to: the
+        shortest pairwise free-fall time. Adapters that compute it anyway override this."""
+        return self.features(s, history), self.gravity.freefall_time(s.pos, s.mass)
+
     def memory(self, s: Systems, dt: torch.Tensor) -> torch.Tensor:
         return s.pos.new_zeros(s.batch, self.memory_dim)
 

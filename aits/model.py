@@ -53,6 +53,6 @@ class Policy(nn.Module):
 
     def forward(self, s: Systems, history: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(dt, log(dt / tau))``, each (B,)."""
-        log_ratio = self.net(self.adapter.features(s, history))
-        tau = self.gravity.freefall_time(s.pos, s.mass)
+        features, tau = self.adapter.features_and_timescale(s, history)
+        log_ratio = self.net(features)
         return tau * torch.exp(log_ratio), log_ratio

@@ -122,13 +122,11 @@ def collect(pm: pluggy.PluginManager, sources: dict[str, str], broken: dict[str,
     for kind, hook_name in KINDS.items():
         for impl in getattr(pm.hook, hook_name).get_hookimpls():
             source = sources.get(impl.plugin_name, impl.plugin_name)
-
-            def register(obj: Any, name: str | None = None, _kind: str = kind, _source: str = source) -> None:
-                registry.add(_kind, obj, name, _source)
-
+            before = dict(registry.entries[kind])
             try:
-                impl.function(register=register)
+                impl.function(register=lambda obj, name=None: registry.add(kind, obj, name, source))
             except Exception as exc:
+                registry.entries[kind] = before  # all of a plugin's objects, or none of them
                 if _strict():
                     raise
                 registry.broken[impl.plugin_name] = f"{source}: {hook_name} failed: {type(exc).__name__}: {exc}"

@@ -12,6 +12,7 @@ import torch
 from aits.hookspecs import hookimpl
 from aits.interfaces import FeatureAdapter
 from aits.physics import Gravity, Systems
+from aits.physics.gravity import pair_masks
 
 PAIR_FEATURES = 5
 
@@ -26,7 +27,7 @@ def closest_pair_features(s: Systems, gravity: Gravity) -> tuple[torch.Tensor, t
     """
     n = s.bodies
     tau = gravity.pair_timescales(s.pos, s.mass)
-    upper = torch.triu(torch.ones(n, n, dtype=torch.bool, device=tau.device), 1)
+    _, upper = pair_masks(n, tau.device)
     flat = tau.masked_fill(~upper, float("inf")).flatten(1)
     two = flat.topk(min(2, flat.shape[1]), dim=1, largest=False)
     tau_min, idx = two.values[:, 0], two.indices[:, 0]
@@ -67,6 +68,9 @@ class Analytic(FeatureAdapter):
     def features(self, s: Systems, history: torch.Tensor) -> torch.Tensor:
         return closest_pair_features(s, self.gravity)[0]
 
+    def features_and_timescale(self, s: Systems, history: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return closest_pair_features(s, self.gravity)
+
 
 class History(FeatureAdapter):
     """The analytic features plus, for each of the last ``history_len`` accepted steps, its analytic
@@ -83,8 +87,11 @@ class History(FeatureAdapter):
         self.dim = PAIR_FEATURES + history_len * self.memory_dim
 
     def features(self, s: Systems, history: torch.Tensor) -> torch.Tensor:
-        current = closest_pair_features(s, self.gravity)[0]
-        return torch.cat([current, history.flatten(1)], -1)
+        return self.features_and_timescale(s, history)[0]
+
+    def features_and_timescale(self, s: Systems, history: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        current, tau = closest_pair_features(s, self.gravity)
+        return torch.cat([current, history.flatten(1)], -1), tau
 
     def memory(self, s: Systems, dt: torch.Tensor) -> torch.Tensor:
         features, tau = closest_pair_features(s, self.gravity)

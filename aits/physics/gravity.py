@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import torch
 
 from aits.physics.state import Systems
+
+
+@lru_cache(maxsize=64)
+def pair_masks(n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The diagonal and the strict upper triangle of an n x n pair matrix (built once per size).
+
+    Not ``torch.triu``: it enters a thread pool even for a 3 x 3 matrix (milliseconds on a busy CPU).
+    """
+    idx = torch.arange(n, device=device)
+    return idx[:, None] == idx[None, :], idx[:, None] < idx[None, :]
 
 
 @dataclass(frozen=True)
@@ -25,14 +36,14 @@ class Gravity:
     def accelerations(self, pos: torch.Tensor, mass: torch.Tensor) -> torch.Tensor:
         """Accelerations (B, N, D) of every body; the self-pair contributes nothing."""
         dx, r2 = self.separations(pos)
-        eye = torch.eye(pos.shape[1], dtype=torch.bool, device=pos.device)
+        eye, _ = pair_masks(pos.shape[1], pos.device)
         inv_r3 = torch.where(eye, 0.0, r2.masked_fill(eye, 1.0).pow(-1.5))
         return self.G * torch.einsum("bij,bijd->bid", inv_r3 * mass[:, None, :], dx)
 
     def potential_energy(self, pos: torch.Tensor, mass: torch.Tensor) -> torch.Tensor:
         """Total potential energy (B,) summed over each unordered pair once."""
         _, r2 = self.separations(pos)
-        upper = torch.triu(torch.ones(pos.shape[1], pos.shape[1], dtype=torch.bool, device=pos.device), 1)
+        _, upper = pair_masks(pos.shape[1], pos.device)
         inv_r = torch.where(upper, r2.masked_fill(~upper, 1.0).rsqrt(), 0.0)
         return -self.G * (mass[:, :, None] * mass[:, None, :] * inv_r).sum((-1, -2))
 
@@ -48,7 +59,7 @@ class Gravity:
     def pair_timescales(self, pos: torch.Tensor, mass: torch.Tensor) -> torch.Tensor:
         """Free-fall times ``sqrt(r_ij^3 / G (m_i + m_j))`` (B, N, N), +inf on the diagonal."""
         _, r2 = self.separations(pos)
-        eye = torch.eye(pos.shape[1], dtype=torch.bool, device=pos.device)
+        eye, _ = pair_masks(pos.shape[1], pos.device)
         m_pair = mass[:, :, None] + mass[:, None, :]
         tau = (r2.masked_fill(eye, 1.0).pow(1.5) / (self.G * m_pair)).sqrt()
         return tau.masked_fill(eye, float("inf"))

@@ -148,7 +148,7 @@ def from_file(*, G: float, rng: torch.Generator, path: str = "", count: int = 1)
         raise UserError("from_file needs a path (system.params.path)")
     if not file.is_file():
         raise UserError(f"initial-condition file not found: {file}")
-    table = _read_npy(file) if file.suffix == ".npy" else _read_csv(file)
+    table = _read_npy(file) if file.suffix.lower() == ".npy" else _read_csv(file)
     if table.dim() == 2:
         table = table[None]
     if table.dim() != 3 or table.shape[-1] not in (5, 7) or table.shape[1] < 2:
