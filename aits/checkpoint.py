@@ -53,6 +53,8 @@ def load(path: Path, kind: str | None = None) -> dict:
         raise UserError(f"file not found: {path}")
     if path.is_dir():
         raise UserError(f"{path} is a directory, expected an aits {kind or 'file'}")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; nothing else is unpickled at all
+        raise UserError(f"{path}: unreadable, truncated or not an aits file (not a complete torch zip archive)")
     try:
         with warnings.catch_warnings():  # torch warns about pickle protocols of foreign files
             warnings.simplefilter("ignore")
@@ -63,8 +65,8 @@ def load(path: Path, kind: str | None = None) -> dict:
         raise UserError(f"{path}: not a valid aits file (corrupt, or not written by aits)") from None
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, AttributeError, KeyError, IndexError,
             TypeError, UnicodeDecodeError, MemoryError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"{path}: unreadable or truncated aits file ({reason[:120]})") from None
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise UserError(f"{path}: unreadable or truncated aits file ({type(exc).__name__}: {reason[:120]})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise UserError(f"{path}: not an aits file")
     if data.get("format_version") != FORMAT_VERSION:

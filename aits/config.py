@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -120,7 +121,9 @@ class RunConfig:
     training: TrainingConfig = field(default_factory=TrainingConfig)
 
     def validate(self) -> None:
-        _check(self.device in DEVICES or self.device.startswith("cuda:"), "device", f"must be one of {', '.join(DEVICES)}")
+        _check(0 <= self.seed < 2**63, "seed", "must be an integer in [0, 2**63)")
+        _check(self.device in DEVICES or (self.device.startswith("cuda:") and self.device[5:].isdigit()), "device",
+               f"must be one of {', '.join(DEVICES)} or cuda:N")
         _check(self.dtype in DTYPES, "dtype", f"must be one of {', '.join(DTYPES)}")
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
@@ -149,7 +152,13 @@ def _coerce(value: Any, kind: Any, key: str) -> Any:
             except ValueError:
                 pass
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+            try:
+                value = float(value)
+            except OverflowError:  # an int too large for a float
+                value = float("inf")
+            if not math.isfinite(value):
+                raise UserError(f"config key {key} must be a finite number, got {value!r}")
+            return value
     elif kind is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
@@ -180,7 +189,8 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
         if key not in names:
             close = difflib.get_close_matches(str(key), names, n=1)
             hint = f"; did you mean {prefix}{close[0]}?" if close else f" (known: {', '.join(names)})"
-            raise UserError(f"unknown config key {prefix}{key}{hint}")
+            shown = key if isinstance(key, (str, int)) and str(key).isprintable() and str(key).strip() else repr(key)
+            raise UserError(f"unknown config key {prefix}{shown}{hint}")
     kwargs = {}
     for name in names:
         if name not in data:
@@ -193,16 +203,6 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
     return cls(**kwargs)
 
 
-def _merge(base: dict, extra: dict) -> dict:
-    out = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
 def read_yaml(path: Path) -> dict:
     """A YAML mapping read with the safe loader, or a one-line UserError."""
     try:
@@ -211,12 +211,16 @@ def read_yaml(path: Path) -> dict:
         raise UserError(f"config file not found: {path}") from None
     except OSError as exc:
         raise UserError(f"cannot read config file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not a YAML text file (it is not valid UTF-8)") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        if "python/" in problem:
+            problem = f"refused: {problem} (tags that construct Python objects are not allowed)"
         raise UserError(f"{path}: invalid YAML{at}: {problem}") from None
     if data is None:
         return {}
@@ -230,23 +234,43 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
         raise UserError(f"--set expects section.key=value, got {text!r}")
+    path = key.strip().split(".")
+    if not all(part.strip() for part in path) or not key.isprintable():
+        raise UserError(f"--set expects section.key=value, got a malformed key {key.strip()!r}")
     if not raw.strip():
         raise UserError(f"--set {key.strip()}= has an empty value")
     try:
         value = yaml.safe_load(raw)
     except yaml.YAMLError:
         raise UserError(f"--set {key.strip()}: cannot parse value {raw!r}") from None
-    return key.strip().split("."), value
+    return [part.strip() for part in path], value
 
 
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
-    """``data`` with each ``section.key=value`` merged in, in order."""
+    """``data`` with each ``section.key=value`` applied, in order.
+
+    The value replaces whatever ``section.key`` held (a mapping is not merged into the old one), so
+    that ``--set system.params={path: ics.npy}`` drops the parameters of the previous generator.
+    """
     for text in overrides:
         path, value = parse_override(text)
-        for part in reversed(path):
-            value = {part: value}
-        data = _merge(data, value)
+        data = _set_path(data, path, value)
     return data
+
+
+def _set_path(data: dict, path: list[str], value: Any, depth: int = 0) -> dict:
+    """A copy of ``data`` with ``data[path[depth]]...[path[-1]] = value`` (sections copied, not shared)."""
+    out = dict(data)
+    head = path[depth]
+    if depth == len(path) - 1:
+        out[head] = value
+    else:
+        below = out.get(head, {})
+        if not isinstance(below, dict):
+            raise UserError(f"--set {'.'.join(path)}: {'.'.join(path[: depth + 1])} is a value ({below!r}), "
+                            "not a section with keys")
+        out[head] = _set_path(below, path, value, depth + 1)
+    return out
 
 
 def default_config_path() -> Path:
@@ -257,6 +281,11 @@ def default_config_path() -> Path:
 def load_config(path: Path | None = None, overrides: list[str] | None = None) -> RunConfig:
     """Defaults < ``path`` (the embedded aits.yaml when None) < overrides; validated."""
     data = read_yaml(path if path is not None else default_config_path())
+    if path is not None:
+        try:  # unknown keys and wrong types of the file itself are reported with its name
+            _build(RunConfig, data, "")
+        except UserError as exc:
+            raise UserError(f"{path}: {exc}") from None
     data = apply_overrides(data, overrides or [])
     config = _build(RunConfig, data, "")
     config.validate()

@@ -1,8 +1,210 @@
-"""Built-in dt policies for simulation (filled in by the evaluation work)."""
+"""Built-in dt policies for ``aits simulate``: ``fixed``, ``freefall``, ``freefall_symmetric``,
+``aarseth`` and ``learned``.
 
+Each policy has one free parameter (``dt``, ``eta`` or ``scale``) given per system as a tensor
+(B,), so that many settings of it run side by side as one batch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from aits.builtin.integrators import Leapfrog
+from aits.errors import UserError
 from aits.hookspecs import hookimpl
+from aits.interfaces import DtPolicy, Integrator, push_history
+from aits.physics import Gravity, Systems
+
+
+def _check_positive(policy: DtPolicy, value: torch.Tensor) -> None:
+    if not bool(torch.isfinite(value).all() & (value > 0).all()):
+        raise UserError(f"policy {policy.name}: {policy.parameter} must be finite and > 0")
+
+
+class FixedDt(DtPolicy):
+    """Constant step: dt (time units)."""
+
+    name = "fixed"
+    parameter = "dt"
+    default = 1e-3
+
+    def __init__(self, value: torch.Tensor, gravity: Gravity, integrator: Integrator) -> None:
+        super().__init__(value, gravity, integrator)
+        _check_positive(self, value)
+
+    def dt(self, s: Systems) -> torch.Tensor:
+        return self.value
+
+
+class FreeFall(DtPolicy):
+    """Free-fall rule: dt = eta * min over pairs sqrt(r_ij^3 / G (m_i + m_j)) (softened r)."""
+
+    name = "freefall"
+    parameter = "eta"
+    default = 0.01
+
+    def __init__(self, value: torch.Tensor, gravity: Gravity, integrator: Integrator) -> None:
+        super().__init__(value, gravity, integrator)
+        _check_positive(self, value)
+
+    def dt(self, s: Systems) -> torch.Tensor:
+        return self.value * self.gravity.freefall_time(s.pos, s.mass)
+
+
+class SymmetricFreeFall(DtPolicy):
+    """Time-symmetric free-fall rule: dt = eta (tau(x_n) + tau(x_n+1)) / 2, by fixed-point iteration.
+
+    ``iterations`` fixed-point iterations start from dt = eta tau(x_n). ``predictor`` finds x_n+1 for
+    a trial dt: ``step`` takes a full trial step (one extra force evaluation per iteration, counted),
+    ``drift`` uses x + dt v + dt^2 a / 2 (no force evaluation; exactly the kick-drift-kick position),
+    ``auto`` picks ``drift`` for the built-in leapfrog and ``step`` otherwise.
+    """
+
+    name = "freefall_symmetric"
+    parameter = "eta"
+    default = 0.01
+
+    def __init__(self, value: torch.Tensor, gravity: Gravity, integrator: Integrator, iterations: int = 2,
+                 predictor: str = "auto") -> None:
+        super().__init__(value, gravity, integrator)
+        _check_positive(self, value)
+        if not isinstance(iterations, int) or iterations < 1:
+            raise UserError(f"policy {self.name}: iterations must be an integer >= 1, got {iterations!r}")
+        if predictor not in ("auto", "drift", "step"):
+            raise UserError(f"policy {self.name}: predictor must be auto, drift or step, got {predictor!r}")
+        self.iterations = iterations
+        self.drift = predictor == "drift" or (predictor == "auto" and type(integrator) is Leapfrog)
+
+    def _next_positions(self, s: Systems, dt: torch.Tensor) -> torch.Tensor:
+        if self.drift:
+            h = dt[:, None, None]
+            return s.pos + h * (s.vel + 0.5 * h * s.acc)
+        return self.integrator.step(s, dt, self.gravity).pos
+
+    def dt(self, s: Systems) -> torch.Tensor:
+        tau0 = self.gravity.freefall_time(s.pos, s.mass)
+        dt = self.value * tau0
+        for _ in range(self.iterations):
+            dt = 0.5 * self.value * (tau0 + self.gravity.freefall_time(self._next_positions(s, dt), s.mass))
+        return dt
+
+    @property
+    def force_evaluations_per_step(self) -> float:
+        trials = 0 if self.drift else self.iterations
+        return float(self.integrator.force_evaluations * (1 + trials))
+
+
+def derivatives(pos: torch.Tensor, vel: torch.Tensor, mass: torch.Tensor,
+                gravity: Gravity) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Acceleration and its first three time derivatives (jerk, snap, crackle), each (B, N, D),
+    computed analytically pairwise for (softened) point masses.
+
+    With r, v the pair's relative position and velocity and a, j its relative acceleration and jerk:
+    alpha = r.v / r^2, beta = (v^2 + r.a) / r^2 + alpha^2,
+    gamma = (3 v.a + r.j) / r^2 + alpha (3 beta - 4 alpha^2), and the pair terms
+    A0 = G m r / r^3, A1 = G m v / r^3 - 3 alpha A0, A2 = G m a / r^3 - 6 alpha A1 - 3 beta A0,
+    A3 = G m j / r^3 - 9 alpha A2 - 9 beta A1 - 3 gamma A0.
+    """
+    r, r2 = gravity.separations(pos)  # r[b, i, j] = x_j - x_i
+    v = vel[:, None, :, :] - vel[:, :, None, :]
+    eye = torch.eye(pos.shape[1], dtype=torch.bool, device=pos.device)
+    inv_r2 = torch.where(eye, 0.0, 1.0 / r2.masked_fill(eye, 1.0))
+    gm_r3 = (gravity.G * mass[:, None, :] * inv_r2 * inv_r2.sqrt())[..., None]  # (B, N, N, 1)
+
+    def dot_r2(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:  # (x . y) / r^2
+        return (x * y).sum(-1, keepdim=True) * inv_r2[..., None]
+
+    def relative(x: torch.Tensor) -> torch.Tensor:
+        return x[:, None, :, :] - x[:, :, None, :]
+
+    alpha = dot_r2(r, v)
+    a0 = gm_r3 * r
+    a1 = gm_r3 * v - 3 * alpha * a0
+    acc, jerk = a0.sum(2), a1.sum(2)
+    a_rel, j_rel = relative(acc), relative(jerk)
+    beta = dot_r2(v, v) + dot_r2(r, a_rel) + alpha**2
+    a2 = gm_r3 * a_rel - 6 * alpha * a1 - 3 * beta * a0
+    gamma = 3 * dot_r2(v, a_rel) + dot_r2(r, j_rel) + alpha * (3 * beta - 4 * alpha**2)
+    a3 = gm_r3 * j_rel - 9 * alpha * a2 - 9 * beta * a1 - 3 * gamma * a0
+    return acc, jerk, a2.sum(2), a3.sum(2)
+
+
+class Aarseth(DtPolicy):
+    """Aarseth's criterion: dt = min over bodies sqrt(eta (|a||a2| + |a1|^2) / (|a1||a3| + |a2|^2))."""
+
+    name = "aarseth"
+    parameter = "eta"
+    default = 1e-3
+
+    def __init__(self, value: torch.Tensor, gravity: Gravity, integrator: Integrator) -> None:
+        super().__init__(value, gravity, integrator)
+        _check_positive(self, value)
+
+    def dt(self, s: Systems) -> torch.Tensor:
+        a, a1, a2, a3 = (x.norm(dim=-1) for x in derivatives(s.pos, s.vel, s.mass, self.gravity))
+        ratio = (a * a2 + a1 * a1) / (a1 * a3 + a2 * a2)
+        return (self.value[:, None] * ratio).sqrt().amin(1)
+
+
+def load_policy_network(path: Path, gravity: Gravity):
+    """Rebuild the trained :class:`aits.model.Policy` of a checkpoint (its own architecture and
+    feature adapter), with ``gravity`` for its features; eval mode, float64 on the CPU."""
+    from aits import checkpoint, registry
+    from aits.config import config_from_dict
+    from aits.model import Policy
+
+    data = checkpoint.load(Path(path), "checkpoint")
+    try:
+        config = config_from_dict(data["config"])
+        adapter_cls = registry.get_registry().get("features", config.features.adapter)
+        model = Policy(adapter_cls(gravity, history_len=config.features.history_len), config.model)
+        model.load_state_dict(data["model"])
+    except (KeyError, RuntimeError, TypeError, ValueError) as exc:
+        raise UserError(f"{path}: cannot rebuild its policy ({str(exc).splitlines()[0][:160]})") from None
+    return model.to(torch.float64).eval()
+
+
+class Learned(DtPolicy):
+    """The trained network's dt (a checkpoint from aits train), times a global scale.
+
+    The scale multiplies the network's output only: the network's history window (when its feature
+    adapter has one) records its own unscaled predictions, zero-padded at the start of a run.
+    """
+
+    name = "learned"
+    parameter = "scale"
+    default = 1.0
+
+    def __init__(self, value: torch.Tensor, gravity: Gravity, integrator: Integrator,
+                 checkpoint: str | Path | None = None, model: torch.nn.Module | None = None) -> None:
+        super().__init__(value, gravity, integrator)
+        _check_positive(self, value)
+        if model is None:
+            if checkpoint is None:
+                raise UserError("the learned policy needs a checkpoint (--checkpoint model.pt)")
+            model = load_policy_network(Path(checkpoint), gravity)
+        self.model = model.to(device=value.device, dtype=value.dtype).eval()
+        self.adapter = self.model.adapter
+        self.history = torch.empty(0)
+        self.prediction = torch.empty(0)
+
+    def reset(self, s: Systems) -> None:
+        self.history = self.adapter.empty_history(s)
+
+    def dt(self, s: Systems) -> torch.Tensor:
+        self.prediction, _ = self.model(s, self.history)
+        return self.prediction * self.value
+
+    def step(self, s: Systems, dt: torch.Tensor) -> Systems:
+        new = self.integrator.step(s, dt, self.gravity)
+        if self.adapter.history_len:
+            self.history = push_history(self.history, self.adapter.memory(s, self.prediction))
+        return new
 
 
 @hookimpl
 def aits_register_policies(register) -> None:
-    pass
+    for policy in (FixedDt, FreeFall, SymmetricFreeFall, Aarseth, Learned):
+        register(policy)

@@ -12,7 +12,7 @@ from aits.cli.app import OutOpt, SetOpt, command
 
 @command("generalize")
 def generalize_cli(
-    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint with the policy to train (e.g. model.pt of a collect run).")],
+    checkpoint: Annotated[Path, typer.Argument(metavar="CHECKPOINT", help="Checkpoint with the policy to train (e.g. model.pt of a collect run).")],
     data: Annotated[Path, typer.Option("--data", "-d", help="Data set written by `aits collect`.")],
     rounds: Annotated[int, typer.Option("--rounds", min=1, help="Part 2 passes (each up to training.max_generalize_iters).")] = 1,
     set_: SetOpt = None,

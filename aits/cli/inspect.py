@@ -12,7 +12,7 @@ from aits.cli.app import JsonOpt, command
 
 
 @command("inspect")
-def inspect_cli(path: Annotated[Path, typer.Argument(help="A checkpoint, data set or run directory.")],
+def inspect_cli(path: Annotated[Path, typer.Argument(metavar="PATH", help="A checkpoint, data set or run directory.")],
                 as_json: JsonOpt = False) -> None:
     """Show the resolved config, epoch, metrics summary, model size and plugins of PATH."""
     from rich.console import Console

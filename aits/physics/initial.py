@@ -253,11 +253,12 @@ def make_systems(generator, params: dict, gravity, rng: torch.Generator, dtype: 
     if not all(torch.isfinite(t).all() for t in (pos, vel, mass)):
         raise UserError(f"initial conditions from {name} contain NaN or infinite values")
     systems = gravity.initialise(*(t.to(device=device, dtype=dtype) for t in (pos, vel, mass)))
+    where = f"system.params ({name}): " + (f"{params['path']}: " if isinstance(params.get("path"), str) else "")
     if not torch.isfinite(systems.acc).all():
-        raise UserError(f"initial conditions from {name} put two bodies at the same place (infinite force); "
+        raise UserError(f"{where}two bodies start at the same place (infinite force); "
                         "move them apart or set physics.softening > 0")
     energy = gravity.energy(systems)
     if not (torch.isfinite(energy) & (energy != 0)).all():
-        raise UserError(f"initial conditions from {name} have a total energy of exactly 0 or not finite: "
-                        "the relative energy error |dE/E| that gates each step is undefined")
+        raise UserError(f"{where}the total energy is exactly 0 or not finite, so the relative "
+                        "energy error |dE/E| that gates each step is undefined")
     return systems

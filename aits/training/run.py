@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+import torch
+
 from aits import checkpoint
 from aits.config import RunConfig, apply_overrides, config_from_dict, dump_yaml
 from aits.errors import RunFailed, UserError
@@ -137,6 +139,11 @@ def load_dataset_into(trainer: Trainer, path: Path) -> None:
         )
     if size > trainer.buffer.capacity:
         raise UserError(f"{path}: holds {size} samples, more than training.replay_capacity={trainer.buffer.capacity}")
+    for name, held in trainer.buffer.data.items():
+        got = buffer.get(name) if isinstance(buffer, dict) else None
+        if not isinstance(got, torch.Tensor) or tuple(got.shape) != (size, *held.shape[1:]):
+            shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
+            raise UserError(f"{path}: malformed data set (buffer.{name} is {shape}, expected {(size, *held.shape[1:])})")
     try:
         trainer.buffer.load_state_dict(buffer)
     except (KeyError, RuntimeError, ValueError, TypeError, AttributeError, IndexError) as exc:

@@ -1,0 +1,1 @@
+"""Evaluation of dt policies: batched integration, the ``--target-error`` search, comparisons."""

@@ -1,0 +1,184 @@
+"""The built-in dt policies: each formula against values computed by hand, the analytic derivatives
+of the acceleration against finite differences along a true trajectory, the learned policy."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from aits import registry
+from aits.builtin.integrators import Leapfrog
+from aits.builtin.policies import Aarseth, FixedDt, FreeFall, Learned, SymmetricFreeFall, derivatives
+from aits.config import ModelConfig
+from aits.errors import UserError
+from aits.model import Policy
+from aits.physics import Gravity
+from aits.physics.initial import figure_eight, kepler_binary
+
+LEAPFROG = Leapfrog()
+
+
+def state(pos, vel, mass, gravity=Gravity()):
+    t = lambda x: torch.tensor([x], dtype=torch.float64)  # noqa: E731
+    return gravity.initialise(t(pos), t(vel), t(mass))
+
+
+def value(x: float) -> torch.Tensor:
+    return torch.tensor([x], dtype=torch.float64)
+
+
+def test_every_builtin_policy_is_registered_with_its_parameter():
+    plugins = registry.get_registry()
+    expected = {"fixed": "dt", "freefall": "eta", "freefall_symmetric": "eta", "aarseth": "eta", "learned": "scale"}
+    for name, parameter in expected.items():
+        assert plugins.get("policy", name).parameter == parameter
+
+
+def test_fixed_returns_its_dt_for_each_system():
+    s = state([[0.0, 0.0], [1.0, 0.0]], [[0.0, 0.0], [0.0, 1.0]], [1.0, 1.0])
+    s = s.index(torch.zeros(3, dtype=torch.long))
+    dts = torch.tensor([0.1, 0.02, 0.003], dtype=torch.float64)
+    assert torch.equal(FixedDt(dts, Gravity(), LEAPFROG).dt(s), dts)
+
+
+@pytest.mark.parametrize("bad", [0.0, -1e-3, math.inf, math.nan])
+def test_a_parameter_that_is_not_positive_and_finite_is_a_user_error(bad):
+    with pytest.raises(UserError, match="eta must be"):
+        FreeFall(value(bad), Gravity(), LEAPFROG)
+
+
+# Three bodies at (0,0), (1,0), (0,2) with masses 1, 1, 2: pair free-fall times sqrt(r^3 / G M) are
+# sqrt(1/2) = 0.70711, sqrt(8/3) = 1.63299 and sqrt(5^1.5/3) = 1.93060 (for G = 1).
+TRIANGLE = ([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0]], [[0.0, 0.0]] * 3, [1.0, 1.0, 2.0])
+
+
+@pytest.mark.parametrize(("G", "softening", "expected"), [
+    (1.0, 0.0, 0.1 * math.sqrt(1 / 2)),
+    (2.0, 0.0, 0.1 * math.sqrt(1 / 4)),
+    (1.0, 0.5, 0.1 * math.sqrt(1.25**1.5 / 2)),  # softened r^2 = 1 + 0.25
+])
+def test_freefall_is_eta_times_the_shortest_pair_freefall_time(G, softening, expected):
+    gravity = Gravity(G, softening)
+    s = state(*TRIANGLE, gravity=gravity)
+    assert FreeFall(value(0.1), gravity, LEAPFROG).dt(s).item() == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("predictor", ["drift", "step"])
+def test_symmetric_freefall_iterates_the_average_of_both_ends(predictor):
+    # Two unit masses at rest, 1 apart: after a step dt they are 1 - dt^2 apart (relative
+    # acceleration 2), so the fixed-point map is dt -> eta (tau(1) + tau(1 - dt^2)) / 2.
+    s = state([[0.0, 0.0], [1.0, 0.0]], [[0.0, 0.0], [0.0, 0.0]], [1.0, 1.0])
+    eta = 0.5
+    tau = lambda r: math.sqrt(r**3 / 2)  # noqa: E731
+    dt = eta * tau(1.0)
+    for _ in range(2):
+        dt = eta * (tau(1.0) + tau(1.0 - dt**2)) / 2
+    assert dt == pytest.approx(0.326872, abs=1e-6)
+    policy = SymmetricFreeFall(value(eta), Gravity(), LEAPFROG, iterations=2, predictor=predictor)
+    assert policy.dt(s).item() == pytest.approx(dt, rel=1e-12)
+    assert policy.force_evaluations_per_step == (1 if predictor == "drift" else 3)
+
+
+def test_symmetric_freefall_counts_trial_steps_of_other_integrators():
+    class Other(Leapfrog):
+        name = "other"
+
+    policy = SymmetricFreeFall(value(0.1), Gravity(), Other(), iterations=3)
+    assert policy.force_evaluations_per_step == 4  # auto: a full trial step per iteration
+
+
+def test_aarseth_on_a_circular_binary_is_sqrt_eta_over_omega():
+    # On a circle |a| : |a1| : |a2| : |a3| = w^2 : w^3 : w^4 : w^5 (times r), so the criterion gives
+    # sqrt(eta) / w; unit masses 1 apart have w = sqrt(G M / a^3) = sqrt(2).
+    pos, vel, mass = kepler_binary(G=1.0, rng=None, e=0.0, a=1.0)
+    s = Gravity().initialise(pos, vel, mass)
+    assert Aarseth(value(0.02), Gravity(), LEAPFROG).dt(s).item() == pytest.approx(math.sqrt(0.02 / 2), rel=1e-12)
+
+
+def test_aarseth_on_two_bodies_falling_from_rest():
+    # Unit masses at rest 1 apart: the separation obeys r'' = -2 / r^2, so at rest r''' = 0,
+    # r'''' = 4 r^-3 r'' = -8 and r''''' = 0. Each body carries half: |a| = 1, jerk 0, |snap| = 4,
+    # crackle 0, and the criterion reduces to sqrt(eta |a| / |a2|) = sqrt(eta / 4).
+    s = state([[0.0, 0.0], [1.0, 0.0]], [[0.0, 0.0], [0.0, 0.0]], [1.0, 1.0])
+    acc, jerk, snap, crackle = derivatives(s.pos, s.vel, s.mass, Gravity())
+    assert acc.norm(dim=-1).flatten().tolist() == pytest.approx([1.0, 1.0])
+    assert snap.norm(dim=-1).flatten().tolist() == pytest.approx([4.0, 4.0])
+    assert not jerk.any() and not crackle.any()
+    assert Aarseth(value(0.01), Gravity(), LEAPFROG).dt(s).item() == pytest.approx(math.sqrt(0.01 / 4))
+
+
+def trajectory_derivatives(gravity: Gravity, h: float = 1e-3, substeps: int = 200):
+    """Analytic derivatives at t = 0 and at t = +-h along an accurately integrated trajectory of a
+    three-body system (the figure-eight, perturbed so that no symmetry hides an error)."""
+    pos, vel, mass = figure_eight(G=1.0, rng=None)
+    mass = mass * torch.tensor([[1.0, 1.3, 0.8]], dtype=torch.float64)
+    s0 = gravity.initialise(pos, vel, mass)
+
+    def advance(s, dt):
+        for _ in range(substeps):
+            s = LEAPFROG.step(s, torch.full((1,), dt / substeps, dtype=torch.float64), gravity)
+        return s
+
+    at = lambda s: derivatives(s.pos, s.vel, s.mass, gravity)  # noqa: E731
+    return at(s0), at(advance(s0, h)), at(advance(s0, -h)), h
+
+
+@pytest.mark.parametrize("softening", [0.0, 0.3])
+def test_analytic_jerk_snap_crackle_match_finite_differences_along_a_trajectory(softening):
+    gravity = Gravity(1.0, softening)
+    now, plus, minus, h = trajectory_derivatives(gravity)
+    for k, name in enumerate(["jerk", "snap", "crackle"]):
+        fd = (plus[k] - minus[k]) / (2 * h)  # central difference of the previous derivative
+        scale = now[k + 1].abs().max()
+        assert (fd - now[k + 1]).abs().max() < 1e-5 * scale, name
+
+
+def test_analytic_acceleration_is_the_gravity_acceleration():
+    gravity = Gravity(1.0, 0.1)
+    pos, vel, mass = figure_eight(G=1.0, rng=None)
+    acc = derivatives(pos, vel, mass, gravity)[0]
+    assert torch.allclose(acc, gravity.accelerations(pos, mass), rtol=1e-13, atol=1e-15)
+
+
+def untrained_policy(adapter: str, history_len: int = 0) -> Policy:
+    cls = registry.get_registry().get("features", adapter)
+    return Policy(cls(Gravity(), history_len=history_len), ModelConfig()).double().eval()
+
+
+def test_learned_is_the_network_dt_times_the_scale():
+    model = untrained_policy("analytic")
+    pos, vel, mass = kepler_binary(G=1.0, rng=None, e=0.7, count=2)
+    s = Gravity().initialise(pos, vel, mass)
+    scale = torch.tensor([1.0, 0.25], dtype=torch.float64)
+    policy = Learned(scale, Gravity(), LEAPFROG, model=model)
+    policy.reset(s)
+    expected, _ = model(s, model.adapter.empty_history(s))
+    assert torch.allclose(policy.dt(s), expected * scale)
+    # An untrained network predicts init_dt_fraction of the free-fall time (DtNet's initialisation).
+    assert torch.allclose(expected, 0.02 * Gravity().freefall_time(s.pos, s.mass), rtol=1e-2)
+
+
+def test_learned_keeps_a_zero_padded_history_of_its_own_predictions():
+    model = untrained_policy("history", history_len=3)
+    pos, vel, mass = kepler_binary(G=1.0, rng=None, e=0.5)
+    s = Gravity().initialise(pos, vel, mass)
+    policy = Learned(value(0.5), Gravity(), LEAPFROG, model=model)
+    policy.reset(s)
+    assert policy.history.shape == (1, 3, model.adapter.memory_dim) and not policy.history.any()
+    dt = policy.dt(s)
+    new = policy.step(s, dt)
+    assert torch.equal(new.pos, LEAPFROG.step(s, dt, Gravity()).pos)
+    assert not policy.history[:, :2].any()
+    assert torch.allclose(policy.history[:, 2], model.adapter.memory(s, dt / 0.5))  # the unscaled prediction
+
+
+def test_learned_without_a_checkpoint_is_a_user_error():
+    with pytest.raises(UserError, match="needs a checkpoint"):
+        Learned(value(1.0), Gravity(), LEAPFROG)
+
+
+def test_learned_with_a_missing_checkpoint_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="not found"):
+        Learned(value(1.0), Gravity(), LEAPFROG, checkpoint=tmp_path / "nope.pt")
