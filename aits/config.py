@@ -112,6 +112,7 @@ DTYPES = ("float64", "float32")
 class RunConfig:
     seed: int = 0
     device: str = "cpu"
+    threads: int = 1  # CPU threads for torch (0 = torch's default); small systems run fastest on one
     dtype: str = "float64"
     integrator: str = "leapfrog"
     physics: PhysicsConfig = field(default_factory=PhysicsConfig)
@@ -125,6 +126,7 @@ class RunConfig:
         _check(self.device in DEVICES or (self.device.startswith("cuda:") and self.device[5:].isdigit()), "device",
                f"must be one of {', '.join(DEVICES)} or cuda:N")
         _check(self.dtype in DTYPES, "dtype", f"must be one of {', '.join(DTYPES)}")
+        _check(self.threads >= 0, "threads", "must be >= 0 (0 = torch's default)")
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if dataclasses.is_dataclass(value):

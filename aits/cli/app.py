@@ -76,7 +76,7 @@ def _resume_command(name: str, exc: Any, kwargs: dict) -> str:
 
 
 ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML config (default: the embedded aits.yaml).")]
-SetOpt = Annotated[Optional[list[str]], typer.Option("--set", "-s", help="Override a config key: section.key=value (repeatable).")]
+SetOpt = Annotated[Optional[list[str]], typer.Option("--set", "-s", help="Override a config key: section.key=value, the value read as YAML; a mapping value replaces the old one (repeatable).")]
 DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="cpu, cuda, cuda:N or auto (overrides the config).")]
 SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="Random seed (overrides the config).")]
 EpochsOpt = Annotated[Optional[int], typer.Option("--epochs", help="Number of epochs (overrides training.epochs).")]

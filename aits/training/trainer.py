@@ -70,6 +70,8 @@ class Trainer:
         self.reporter = reporter or SilentReporter()
         self.device = resolve_device(config.device)
         self.dtype = resolve_dtype(config.dtype)
+        if self.device.type == "cpu" and config.threads > 0:
+            torch.set_num_threads(config.threads)
         self.rng = seed_everything(config.seed)
         plugins = registry.get_registry()
         self.gravity = Gravity(config.physics.G, config.physics.softening)
@@ -122,7 +124,8 @@ class Trainer:
     def sample_losses(self, r: StepResult) -> torch.Tensor:
         """Per-sample loss; a non-finite step costs a bounded penalty that pushes its dt down."""
         safe = torch.where(r.finite, r.rel_dE, torch.ones_like(r.rel_dE))
-        penalty = self.config.training.nonfinite_penalty * (1 + r.log_ratio - r.log_ratio.detach())
+        push_down = torch.where(torch.isfinite(r.log_ratio), r.log_ratio - r.log_ratio.detach(), 0.0)
+        penalty = self.config.training.nonfinite_penalty * (1 + push_down)
         return torch.where(r.finite, self.loss_fn(safe, self.config.training), penalty)
 
     def optimise(self, loss: torch.Tensor) -> None:
