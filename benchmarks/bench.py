@@ -19,14 +19,18 @@ What each cell times (see benchmarks/README.md for the details):
   iteration, never converging: (sample + evaluate + optimise) x M / time = samples/s.
 * ``part2_ref``      the straightforward per-sample loop: for every sample of a minibatch
   evaluate it alone (B = 1) and backprop its loss, one optimizer step per chunk; samples/s.
-* ``simulate``       a lean loop ``policy(systems, history)`` + ``integrator.step`` under
-  ``torch.inference_mode()`` (no simulation engine exists in aits yet); steps/s for B = 1 and
-  system-steps/s for B = ``--sim-batch``.
+* ``part2_ref_step`` the same with an optimizer step after every sample (``Trainer.optimise``).
+* ``simulate``       ``aits.simulation.engine.integrate`` with the ``learned`` policy wrapping the
+  trainer's network (policy + step + energy every step); falls back to a lean loop
+  ``policy(systems, history)`` + ``integrator.step`` under ``torch.inference_mode()`` when the
+  engine is missing or fails (``--sim-engine`` picks); steps/s for B = 1 and system-steps/s for
+  B = ``--sim-batch``.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import json
 import math
@@ -43,7 +47,7 @@ from typing import Callable
 import torch
 
 from aits import registry
-from aits.config import default_config_path, load_config, read_yaml
+from aits.config import RunConfig, default_config_path, load_config, read_yaml
 from aits.interfaces import push_history
 from aits.errors import RunFailed  # collect() raises one (RetrainCapHit) when max_retrain_steps is hit
 from aits.training.trainer import Trainer
@@ -138,7 +142,7 @@ def measure(clock: Clock, fn: Callable[[], tuple[int, int]], min_time: float, wa
     clock.sync()
     iterations = units = 0
     window_rates = []
-    t0 = time.perf_counter()
+    c0, t0 = time.process_time(), time.perf_counter()
     for w in range(windows):
         w_units, w0 = 0, time.perf_counter()
         while True:
@@ -152,9 +156,9 @@ def measure(clock: Clock, fn: Callable[[], tuple[int, int]], min_time: float, wa
         window_rates.append(w_units / (now - w0))
         if now - t0 >= min_time:
             break
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     peak, how = clock.memory_peak(mem0)
-    return {"iterations": iterations, "units": units, "seconds": seconds,
+    return {"iterations": iterations, "units": units, "seconds": seconds, "cpu_seconds": cpu,
             "iter_per_s": iterations / seconds, "rate": units / seconds, "s_per_iter": seconds / iterations,
             "window_rates": window_rates, "rate_median": sorted(window_rates)[len(window_rates) // 2],
             "rate_best": max(window_rates), "spread": max(window_rates) / min(window_rates),
@@ -181,6 +185,8 @@ def build_config(args, hidden: list[int], n: int, count: int, **training):
                  f"model.hidden={json.dumps(list(hidden))}", f"system.generator={generator}",
                  f"system.params={json.dumps({**params, 'count': count})}"]
     overrides += [f"training.{key}={json.dumps(value)}" for key, value in training.items()]
+    if args.threads is not None and "threads" in {f.name for f in dataclasses.fields(RunConfig)}:
+        overrides.append(f"threads={args.threads}")  # the Trainer sets torch's thread count from it
     return load_config(None, overrides + list(args.set))
 
 
@@ -221,7 +227,9 @@ def part1_cells(args, clock, hidden, n, batch, emit) -> None:
     def reject():
         try:
             tr.collect()
-        except RunFailed:
+        except RunFailed as exc:
+            if "max_retrain_steps" not in str(exc):
+                raise
             return cap, cap
         raise RuntimeError("collect() accepted a step through a gate nothing should pass")
 
@@ -255,7 +263,6 @@ def part2_cells(args, clock, hidden, n, emit) -> None:
     for m in sizes:
         tr.policy.load_state_dict(state[0])
         tr.optimizer.load_state_dict(state[1])
-        per_call = [1]
         tr.config = _with_training(tr.config, replay_batch_size=m, max_generalize_iters=1)
 
         def generalize():
@@ -268,8 +275,7 @@ def part2_cells(args, clock, hidden, n, emit) -> None:
         t0 = time.perf_counter()
         generalize()
         per_iter = time.perf_counter() - t0
-        per_call[0] = max(1, min(50, int(0.1 / max(per_iter, 1e-6))))
-        tr.config = _with_training(tr.config, max_generalize_iters=per_call[0])
+        tr.config = _with_training(tr.config, max_generalize_iters=max(1, min(50, int(0.1 / max(per_iter, 1e-6)))))
         emit("part2", {"bodies": n, "batch": m}, **measure(clock, generalize, args.min_time, args.warmup),
              unit="samples")
 
@@ -373,7 +379,7 @@ def simulate_engine(args, clock, tr: Trainer, n: int, batch: int) -> tuple[dict,
     per_step = (time.perf_counter() - t0) / plan["steps"]
     steps = max(1, min(51200, round(0.2 / max(per_step, 1e-7))))
     plan.update(steps=steps if steps < 128 else 128 * round(steps / 128), check_every=min(128, steps))
-    label = f"aits.simulation.engine.integrate (learned policy, energy every step, host check every {128} steps)"
+    label = f"aits.simulation.engine.integrate (learned policy, energy every step, host check every 128 steps)"
     return measure(clock, run, args.min_time, min(args.warmup, 1)), label
 
 
@@ -397,9 +403,8 @@ def simulate_lean(args, clock, tr: Trainer, n: int, batch: int) -> dict:
 
 
 def _with_training(config, **changes):
-    import dataclasses
-
     return dataclasses.replace(config, training=dataclasses.replace(config.training, **changes))
+
 
 # --- reporting ------------------------------------------------------------------------------------
 
@@ -567,9 +572,8 @@ def report(args, res: Results, nets: list[str]) -> tuple[str, dict]:
         if step_ratio is not None:
             lines.append(f"  (info)       Part 2 at minibatch 512 vs the reference with an optimizer step per sample: "
                          f"{step_ratio:,.0f}")
-        if not (args.device == "cpu" and args.dtype == "float64" and torch.get_num_threads() == 2):
-            lines.append(f"  (targets are defined for 2 CPU threads, float64; this run: {args.device}, {args.dtype}, "
-                         f"{torch.get_num_threads()} threads)")
+        lines.append(f"  (targets are defined on 2 CPU cores, float64; this run: {args.device}, {args.dtype}, "
+                     f"{os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads)")
         text.append(f"Targets ([64, 64], float64, 2-body, one step per sample; Part 1 with B={p1b})\n" + "\n".join(lines))
     return "\n\n".join(text), {"scaling": scaling, "targets": checks}
 
@@ -582,7 +586,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="a small subset for smoke testing (< 1 minute)")
     p.add_argument("--json", metavar="PATH", help="write every measurement as JSON to PATH ('-' = stdout)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu); skips cleanly without CUDA")
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--threads", type=int, help="torch CPU threads, also passed as the config key threads "
+                                                "(default: aits's own default; 0 = torch's choice)")
     p.add_argument("--dtype", default="float64", choices=("float64", "float32"))
     p.add_argument("--nets", nargs="+", metavar="H1,H2,..", help="hidden layer sizes (default 64,64 256,256,256)")
     p.add_argument("--bodies", nargs="+", type=int, metavar="N", help="numbers of bodies (default 2 3 8 32 128)")
@@ -669,7 +674,7 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr, flush=True)
         return emit
 
-    print(f"aits benchmark: torch {env['torch']}, {args.device}, {args.dtype}, {env['threads']} threads, "
+    print(f"aits benchmark: torch {env['torch']}, {args.device}, {args.dtype}, {env['threads']} threads at start, "
           f"{env['cpu_count']} CPUs, load {env['loadavg_start'][0]:.2f}", file=sys.stderr, flush=True)
     for hidden, net in zip(args.nets, nets):
         emit = emit_for(net, hidden)
@@ -682,6 +687,7 @@ def main(argv: list[str] | None = None) -> int:
             if "simulate" in args.only:
                 simulate_cells(args, clock, hidden, n, emit)
             gc.collect()
+    env["threads"] = torch.get_num_threads()  # the Trainer may have set it (config key threads)
     env["loadavg_end"] = os.getloadavg()
     env["wall_s"] = time.perf_counter() - t_start
     env["process_maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -693,9 +699,14 @@ def main(argv: list[str] | None = None) -> int:
               + f", {args.dtype}, {env['threads']} threads on {env['cpu_count']} CPUs ({env['cpu']}), "
               f"commit {env['git_commit']}, {env['wall_s']:.0f} s, load average {env['loadavg_start'][0]:.2f} -> "
               f"{env['loadavg_end'][0]:.2f}, process max RSS {env['process_maxrss_mb']:.0f} MB")
+    spreads = sorted(c["spread"] for c in res.cells if c.get("spread"))
+    if spreads:
+        env["median_window_spread"] = spreads[len(spreads) // 2]
+        header += (f"\nnoise: the rate of a cell's fastest timing window over its slowest, median over cells: "
+                   f"{env['median_window_spread']:.2f} (about 1.0-1.1 on a quiet machine)")
     if max(env["loadavg_start"][0], env["loadavg_end"][0]) > (os.cpu_count() or 1) * 0.75 + 0.5:
         header += "\nWARNING: the machine was busy (load average above the CPU count); timings are noisy."
-    print(header + "\n\n" + text)
+    print(header + "\n\n" + text, file=sys.stderr if args.json == "-" else sys.stdout)
     if args.json:
         _write_json(args.json, {"environment": env, "cells": res.cells, **derived})
     return 0
