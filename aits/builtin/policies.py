@@ -16,6 +16,7 @@ from aits.errors import UserError
 from aits.hookspecs import hookimpl
 from aits.interfaces import DtPolicy, Integrator, push_history
 from aits.physics import Gravity, Systems
+from aits.simulation.pairs import Pairs
 
 
 def _check_positive(policy: DtPolicy, value: torch.Tensor) -> None:
@@ -38,22 +39,35 @@ class FixedDt(DtPolicy):
         return self.value
 
 
-class FreeFall(DtPolicy):
+class _PairTimes(DtPolicy):
+    """Shared by the free-fall rules: pair tables for the masses, built on reset (or first use)."""
+
+    def __init__(self, value: torch.Tensor, gravity: Gravity, integrator: Integrator) -> None:
+        super().__init__(value, gravity, integrator)
+        _check_positive(self, value)
+        self.pairs: Pairs | None = None
+
+    def reset(self, s: Systems) -> None:
+        self.pairs = Pairs(s.mass, self.gravity)
+
+    def tau(self, s: Systems, pos: torch.Tensor) -> torch.Tensor:
+        if self.pairs is None or self.pairs.gm_sum.shape[0] != s.batch:
+            self.reset(s)
+        return self.pairs.freefall_time(pos)
+
+
+class FreeFall(_PairTimes):
     """Free-fall rule: dt = eta * min over pairs sqrt(r_ij^3 / G (m_i + m_j)) (softened r)."""
 
     name = "freefall"
     parameter = "eta"
     default = 0.01
 
-    def __init__(self, value: torch.Tensor, gravity: Gravity, integrator: Integrator) -> None:
-        super().__init__(value, gravity, integrator)
-        _check_positive(self, value)
-
     def dt(self, s: Systems) -> torch.Tensor:
-        return self.value * self.gravity.freefall_time(s.pos, s.mass)
+        return self.value * self.tau(s, s.pos)
 
 
-class SymmetricFreeFall(DtPolicy):
+class SymmetricFreeFall(_PairTimes):
     """Time-symmetric free-fall rule: dt = eta (tau(x_n) + tau(x_n+1)) / 2, by fixed-point iteration.
 
     ``iterations`` fixed-point iterations start from dt = eta tau(x_n). ``predictor`` finds x_n+1 for
@@ -69,7 +83,6 @@ class SymmetricFreeFall(DtPolicy):
     def __init__(self, value: torch.Tensor, gravity: Gravity, integrator: Integrator, iterations: int = 2,
                  predictor: str = "auto") -> None:
         super().__init__(value, gravity, integrator)
-        _check_positive(self, value)
         if not isinstance(iterations, int) or iterations < 1:
             raise UserError(f"policy {self.name}: iterations must be an integer >= 1, got {iterations!r}")
         if predictor not in ("auto", "drift", "step"):
@@ -84,10 +97,10 @@ class SymmetricFreeFall(DtPolicy):
         return self.integrator.step(s, dt, self.gravity).pos
 
     def dt(self, s: Systems) -> torch.Tensor:
-        tau0 = self.gravity.freefall_time(s.pos, s.mass)
+        tau0 = self.tau(s, s.pos)
         dt = self.value * tau0
         for _ in range(self.iterations):
-            dt = 0.5 * self.value * (tau0 + self.gravity.freefall_time(self._next_positions(s, dt), s.mass))
+            dt = 0.5 * self.value * (tau0 + self.tau(s, self._next_positions(s, dt)))
         return dt
 
     @property

@@ -70,6 +70,8 @@ def simulate_cli(system: SystemOpt = "kepler_binary", param: ParamOpt = None, ch
         print(json.dumps(report.to_json(), indent=2))
         return
     console = Console()
+    if not console.is_terminal:  # a file or a pipe: no need to squeeze the table into 80 columns
+        console = Console(width=160)
     console.print(results_table(report))
     comparison = report.comparison()
     if comparison:
@@ -99,11 +101,11 @@ def results_table(report):
             continue
         status = "" if r.status == "finished" else f" [red]({r.status} at t={r.end_time:.4g})[/]"
         row = [e.label + status, f"{e.spec.parameter}={r.value:.4g}", f"{r.steps:,}", f"{r.force_evaluations:,.0f}",
-               f"{r.max_error:.3e}", f"{r.final_error:.3e}", f"{r.momentum_drift:.1e}", f"{r.angular_momentum_drift:.1e}",
+               f"{r.max_error:.2e}", f"{r.final_error:.2e}", f"{r.momentum_drift:.1e}", f"{r.angular_momentum_drift:.1e}",
                f"{e.wall_time_s:.2f}{'~' if e.wall_time_estimated else ''}"]
         if report.target_error is not None:
             failing = (e.search or {}).get("cheaper_failing")
-            row.append(f"{failing['value']:.4g}: {failing['steps']:,} steps, {failing['max_rel_energy_error']:.2e}"
+            row.append(f"{failing['value']:.4g} ({failing['steps']:,} steps, {failing['max_rel_energy_error']:.2e})"
                        if failing else "")
         table.add_row(*row)
     if any(e.wall_time_estimated for e in report.entries):

@@ -20,6 +20,7 @@ from aits.errors import UserError
 from aits.interfaces import DtPolicy, Integrator
 from aits.physics import Gravity, Systems
 from aits.physics.gravity import angular_momentum, momentum
+from aits.simulation.pairs import Pairs
 
 DEFAULT_MAX_STEPS = 5_000_000
 SINGLE_THREAD_BELOW = 1 << 16  # elements of a (B, N, N, D) pair tensor
@@ -86,25 +87,15 @@ class PolicySpec:
 
 
 class EnergyMeter:
-    """Total energy (B,) of systems whose masses do not change, with the pair tables cached (a
-    difference matrix gives every pair separation in one matrix product)."""
+    """Total energy (B,) of systems whose masses do not change (pair tables cached)."""
 
     def __init__(self, gravity: Gravity, mass: torch.Tensor, dims: int) -> None:
-        n = mass.shape[1]
-        i, j = torch.triu_indices(n, n, 1, device=mass.device)
-        pairs = torch.arange(len(i), device=mass.device)
-        self.diff = mass.new_zeros(len(i), n).index_put_((pairs, j), mass.new_ones(())).index_put_((pairs, i), -mass.new_ones(()))
-        self.gmm = gravity.G * mass[:, i] * mass[:, j]
+        self.pairs = Pairs(mass, gravity)
         self.half_m = (0.5 * mass).repeat_interleave(dims, 1)  # (B, N*D), matching vel.flatten(1)
-        self.eps2 = gravity.softening**2
 
     def __call__(self, s: Systems) -> torch.Tensor:
-        dx = torch.matmul(self.diff, s.pos)
-        r2 = torch.linalg.vecdot(dx, dx)
-        if self.eps2:
-            r2 = r2 + self.eps2
         v = s.vel.flatten(1)
-        return torch.linalg.vecdot(self.half_m * v, v) - torch.linalg.vecdot(self.gmm, r2.rsqrt())
+        return torch.linalg.vecdot(self.half_m * v, v) + self.pairs.potential_energy(s.pos)
 
 
 class Trace:

@@ -2,12 +2,13 @@
 run stays within a target, found with candidates run side by side as one batch.
 
 1. Pilot (skipped when a guess is given): the default times 2^k for k in [-20, 8]; the batch stops
-   when a candidate arrives with an error within a loose threshold; the integrator's order
-   extrapolates from it to an estimate of the answer.
-2. Fine rounds: ``grid`` candidates per factor 2 around the estimate, from half of it to
-   sqrt(2) times it. The batch stops when the first candidate arrives within the target: it is the
+   when a candidate arrives with an error within a loose threshold; the error's scaling with the
+   parameter (measured against its neighbour, else the integrator's order) extrapolates from it to
+   an estimate of the answer.
+2. Fine rounds: ``grid`` candidates per factor 2 around the estimate, from 2^(-1/2) to 2^(1/4)
+   times it. The batch stops when the first candidate arrives within the target: it is the
    cheapest, since every candidate still running needs more steps. When all candidates fail (or
-   the cheapest passing one is the largest tried), another octave below (above) is tried.
+   the cheapest passing one is the largest tried), the next half octave below (above) is tried.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class SearchResult:
     best: RowResult  # the cheapest passing setting found
     failing: RowResult | None  # the most expensive failing setting that is cheaper than ``best``
     trace: dict[str, torch.Tensor]  # of ``best``
+    estimate: float  # the value the fine rounds were centred on
     rounds: int
     candidates: int
     wall_time_s: float
@@ -81,7 +83,7 @@ def search(setup: Setup, spec: PolicySpec, target: float, *, order: int = 2, gue
     start = time.perf_counter()
     estimate = guess if guess is not None else pilot_estimate(setup, spec, target, order, max_steps)
     ratio = 2.0 ** (1.0 / grid)
-    values = estimate * ratio ** torch.arange(-grid, grid // 2 + 1, dtype=torch.float64)
+    values = estimate * ratio ** torch.arange(-(grid // 2), grid // 4 + 1, dtype=torch.float64)
     tried: list[RowResult] = []
     best, trace = None, None
     for rounds in range(1, MAX_ROUNDS + 1):
@@ -90,20 +92,30 @@ def search(setup: Setup, spec: PolicySpec, target: float, *, order: int = 2, gue
         found = cheapest_passing(out.rows, target)
         if found is not None and (best is None or (found.steps, -found.value) < (best.steps, -best.value)):
             best, trace = found, out.trace.row(next(i for i, r in enumerate(out.rows) if r is found))
-        steps = torch.arange(1, grid + 1, dtype=torch.float64)
         if best is None:
             if out.hit_max_steps:
                 raise SearchFailed(_no_setting(spec, target, min(r.value for r in tried), max(r.value for r in tried),
                                             True, max_steps))
-            values = min(r.value for r in tried) * ratio**-steps
+            values = _below(tried, target, order, ratio, grid)
         elif best.value >= max(r.value for r in tried):
-            values = best.value * ratio**steps
+            values = best.value * ratio ** torch.arange(1, grid // 2 + 1, dtype=torch.float64)
         else:
             break
     else:
         raise SearchFailed(f"policy {spec.name}: --target-error search did not settle in {MAX_ROUNDS} rounds")
-    return SearchResult(best, next_cheaper_failing(tried, target, best), trace, rounds,
+    return SearchResult(best, next_cheaper_failing(tried, target, best), trace, estimate, rounds,
                         len(tried), time.perf_counter() - start)
+
+
+def _below(tried: list[RowResult], target: float, order: int, ratio: float, grid: int) -> torch.Tensor:
+    """The next candidates below every value tried (all failed): at least half an octave, down to
+    where the smallest one's error extrapolates to the target, at most two octaves."""
+    smallest = min(tried, key=lambda r: r.value)
+    lowest = smallest.value * 2**-0.5
+    if smallest.status == "finished" and smallest.max_error > target:
+        lowest = min(lowest, smallest.value * (target / smallest.max_error) ** (1.0 / order) * 2**-0.25)
+    count = min(math.ceil(math.log(smallest.value / lowest) / math.log(ratio)), 2 * grid)
+    return smallest.value * ratio ** -torch.arange(1, count + 1, dtype=torch.float64)
 
 
 def _no_setting(spec: PolicySpec, target: float, lo: float, hi: float, capped: bool, max_steps: int) -> str:

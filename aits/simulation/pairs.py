@@ -1,0 +1,35 @@
+"""Pair tables of systems whose masses do not change during a simulation: every unordered pair's
+separation by one matrix product, and the per-pair mass terms computed once."""
+
+from __future__ import annotations
+
+import torch
+
+from aits.physics import Gravity
+
+
+class Pairs:
+    """The pairs i < j of B systems of N bodies with masses ``mass`` (B, N)."""
+
+    def __init__(self, mass: torch.Tensor, gravity: Gravity) -> None:
+        n = mass.shape[1]
+        i, j = torch.triu_indices(n, n, 1, device=mass.device)
+        rows = torch.arange(len(i), device=mass.device)
+        one = mass.new_ones(())
+        self.diff = mass.new_zeros(len(i), n).index_put_((rows, j), one).index_put_((rows, i), -one)  # (P, N)
+        self.gm_sum = gravity.G * (mass[:, i] + mass[:, j])  # (B, P)
+        self.gmm = gravity.G * mass[:, i] * mass[:, j]
+        self.eps2 = gravity.softening**2
+
+    def distance2(self, pos: torch.Tensor) -> torch.Tensor:
+        """Softened squared separations (B, P)."""
+        dx = torch.matmul(self.diff, pos)
+        r2 = torch.linalg.vecdot(dx, dx)
+        return r2 + self.eps2 if self.eps2 else r2
+
+    def potential_energy(self, pos: torch.Tensor) -> torch.Tensor:
+        return -torch.linalg.vecdot(self.gmm, self.distance2(pos).rsqrt())
+
+    def freefall_time(self, pos: torch.Tensor) -> torch.Tensor:
+        """The shortest pair free-fall time sqrt(r^3 / G (m_i + m_j)) of each system (B,)."""
+        return (self.distance2(pos).pow(1.5) / self.gm_sum).amin(1).sqrt()
