@@ -3,7 +3,7 @@
     python examples/run_problems.py --checkpoint runs/train-.../model.pt [--only kepler_e0.9 ...]
         [--targets 1e-4 1e-6] [--json results.json] [--jobs 2] [--problems examples/problems.yaml]
 
-Each (problem, target) pair runs in its own worker process (single-threaded), largest first.
+Each (problem, target, policy) runs as its own task in a pool of single-threaded worker processes.
 Without --checkpoint only the baselines run (no ratio).
 """
 
@@ -23,7 +23,7 @@ from rich.table import Table
 
 from aits.config import read_yaml
 from aits.errors import UserError
-from aits.simulation.compare import compare
+from aits.simulation.compare import Report, compare
 from aits.simulation.setup import LEARNED, choose_policies, make_setup
 
 HERE = Path(__file__).parent
@@ -45,17 +45,28 @@ def load_problems(path: Path, only: list[str] | None) -> tuple[dict[str, dict], 
     return problems, [float(t) for t in data.get("targets", [1e-4, 1e-6])]
 
 
-def run_one(name: str, problem: dict[str, Any], target: float, checkpoint: str | None) -> dict[str, Any]:
-    """One problem at one target error, as a JSON-able summary."""
-    start = time.perf_counter()
+def run_one(name: str, problem: dict[str, Any], target: float, policy: str, checkpoint: str | None):
+    """One policy on one problem at one target error: its report entries (traces dropped)."""
     setup, info = make_setup(problem["system"], problem.get("params"), seed=problem.get("seed", 0),
                              periods=problem.get("periods"), time=problem.get("time"))
-    choices = [c for c in choose_policies(None, None, Path(checkpoint) if checkpoint else None)
-               if c.spec.name not in problem.get("skip", [])]
+    choices = choose_policies([policy], None, Path(checkpoint) if checkpoint and policy == LEARNED else None)
     report = compare(setup, info, choices, target_error=target)
+    for entry in report.entries:
+        entry.trace = None
+    return info, report.integrator, report.entries
+
+
+def policies_for(problem: dict[str, Any], checkpoint: str | None) -> list[str]:
+    names = [c.spec.name for c in choose_policies(None, None, Path(checkpoint) if checkpoint else None)]
+    return [n for n in names if n not in problem.get("skip", [])]
+
+
+def summary(name: str, target: float, reports: list) -> dict[str, Any]:
+    info, integrator = reports[0][0], reports[0][1]
+    report = Report(info, integrator, target, [e for _, _, entries in reports for e in entries])
     steps = {e.label: e.result.steps if e.result else None for e in report.entries}
     return {"problem": name, "target_error": target, "t_end": info.t_end, "steps": steps,
-            "report": report.to_json(), "comparison": report.comparison(), "wall_time_s": time.perf_counter() - start}
+            "comparison": report.comparison(), "report": report.to_json()}
 
 
 def results_table(results: list[dict[str, Any]]) -> Table:
@@ -89,18 +100,20 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         console.print(f"[bold red]error:[/] {exc}")
         return 2
-    tasks = [(name, problem, target) for name, problem in problems.items() for target in (args.targets or targets)]
+    checkpoint = args.checkpoint
+    tasks = [(name, problem, target, policy) for name, problem in problems.items()
+             for target in (args.targets or targets) for policy in policies_for(problem, checkpoint)]
     tasks.sort(key=lambda t: t[2])  # the tightest targets (the longest runs) first
     start = time.perf_counter()
     with ProcessPoolExecutor(max(1, args.jobs), mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(run_one, name, problem, target, args.checkpoint) for name, problem, target in tasks]
-        for future, (name, _, target) in zip(futures, tasks):
-            future.add_done_callback(lambda f, n=name, t=target: console.print(
-                f"[dim]done: {n} at {t:g}" + (f" ({f.result()['wall_time_s']:.0f} s)" if not f.exception() else
-                                                f" [red]failed: {f.exception()}[/]")))
-        results = [f.result() for f in futures]
-    order = {name: i for i, name in enumerate(problems)}
-    results.sort(key=lambda r: (order[r["problem"]], -r["target_error"]))
+        futures = {(name, target, policy): pool.submit(run_one, name, problem, target, policy, checkpoint)
+                   for name, problem, target, policy in tasks}
+        for (name, target, policy), future in futures.items():
+            future.add_done_callback(lambda f, what=f"{name} at {target:g}: {policy}": console.print(
+                f"[dim]done {what}" + ("" if f.exception() is None else f" [red]failed: {f.exception()}[/]")))
+        done = {key: future.result() for key, future in futures.items()}
+    results = [summary(name, target, [v for (n, t, _), v in done.items() if (n, t) == (name, target)])
+               for name in problems for target in sorted(args.targets or targets, reverse=True)]
     Console(width=max(120, Console().width)).print(results_table(results))
     console.print(f"total wall time {time.perf_counter() - start:.0f} s")
     if args.json:

@@ -121,25 +121,26 @@ def derivatives(pos: torch.Tensor, vel: torch.Tensor, mass: torch.Tensor,
     A3 = G m j / r^3 - 9 alpha A2 - 9 beta A1 - 3 gamma A0.
     """
     r, r2 = gravity.separations(pos)  # r[b, i, j] = x_j - x_i
-    v = vel[:, None, :, :] - vel[:, :, None, :]
     eye = torch.eye(pos.shape[1], dtype=torch.bool, device=pos.device)
-    inv_r2 = torch.where(eye, 0.0, 1.0 / r2.masked_fill(eye, 1.0))
-    gm_r3 = (gravity.G * mass[:, None, :] * inv_r2 * inv_r2.sqrt())[..., None]  # (B, N, N, 1)
-
-    def dot_r2(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:  # (x . y) / r^2
-        return (x * y).sum(-1, keepdim=True) * inv_r2[..., None]
+    inv_r2 = (1.0 / r2.masked_fill(eye, 1.0)).masked_fill_(eye, 0.0)[..., None]  # (B, N, N, 1)
+    gm_r3 = gravity.G * mass[:, None, :, None] * inv_r2 * inv_r2.sqrt()
 
     def relative(x: torch.Tensor) -> torch.Tensor:
         return x[:, None, :, :] - x[:, :, None, :]
 
+    def dot_r2(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:  # (x . y) / r^2
+        return torch.linalg.vecdot(x, y)[..., None] * inv_r2
+
+    v = relative(vel)
     alpha = dot_r2(r, v)
+    alpha2 = alpha * alpha
     a0 = gm_r3 * r
     a1 = gm_r3 * v - 3 * alpha * a0
     acc, jerk = a0.sum(2), a1.sum(2)
     a_rel, j_rel = relative(acc), relative(jerk)
-    beta = dot_r2(v, v) + dot_r2(r, a_rel) + alpha**2
+    beta = dot_r2(v, v) + dot_r2(r, a_rel) + alpha2
     a2 = gm_r3 * a_rel - 6 * alpha * a1 - 3 * beta * a0
-    gamma = 3 * dot_r2(v, a_rel) + dot_r2(r, j_rel) + alpha * (3 * beta - 4 * alpha**2)
+    gamma = 3 * dot_r2(v, a_rel) + dot_r2(r, j_rel) + alpha * (3 * beta - 4 * alpha2)
     a3 = gm_r3 * j_rel - 9 * alpha * a2 - 9 * beta * a1 - 3 * gamma * a0
     return acc, jerk, a2.sum(2), a3.sum(2)
 
