@@ -28,6 +28,7 @@ from aits.simulation.setup import LEARNED, choose_policies, make_setup
 
 HERE = Path(__file__).parent
 PROBLEM_KEYS = {"system", "params", "seed", "periods", "time", "skip"}
+SLOW_PER_STEP = (LEARNED, "aarseth")  # scheduled first among the runs of one target error
 
 
 def load_problems(path: Path, only: list[str] | None) -> tuple[dict[str, dict], list[float]]:
@@ -103,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     checkpoint = args.checkpoint
     tasks = [(name, problem, target, policy) for name, problem in problems.items()
              for target in (args.targets or targets) for policy in policies_for(problem, checkpoint)]
-    tasks.sort(key=lambda t: t[2])  # the tightest targets (the longest runs) first
+    tasks.sort(key=lambda t: (t[2], t[3] not in SLOW_PER_STEP))  # the longest runs first
     start = time.perf_counter()
     with ProcessPoolExecutor(max(1, args.jobs), mp_context=get_context("spawn")) as pool:
         futures = {(name, target, policy): pool.submit(run_one, name, problem, target, policy, checkpoint)

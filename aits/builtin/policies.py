@@ -19,36 +19,45 @@ from aits.physics import Gravity, Systems
 from aits.simulation.pairs import Pairs
 
 
-def _check_positive(policy: DtPolicy, value: torch.Tensor) -> None:
-    if not bool(torch.isfinite(value).all() & (value > 0).all()):
-        raise UserError(f"policy {policy.name}: {policy.parameter} must be finite and > 0")
+class BuiltinPolicy(DtPolicy):
+    """Base of the built-in policies: checks the parameter and can drop systems from its batch.
+
+    ``select(rows)`` keeps only the systems ``rows``; the simulation engine calls it, when a policy
+    has it, to stop integrating systems it no longer needs (a policy with per-system state must
+    select that state too).
+    """
+
+    def __init__(self, value: torch.Tensor, gravity: Gravity, integrator: Integrator) -> None:
+        super().__init__(value, gravity, integrator)
+        if not bool(torch.isfinite(value).all() & (value > 0).all()):
+            raise UserError(f"policy {self.name}: {self.parameter} must be finite and > 0")
+
+    def select(self, rows: torch.Tensor) -> None:
+        self.value = self.value[rows]
 
 
-class FixedDt(DtPolicy):
+class FixedDt(BuiltinPolicy):
     """Constant step: dt (time units)."""
 
     name = "fixed"
     parameter = "dt"
     default = 1e-3
 
-    def __init__(self, value: torch.Tensor, gravity: Gravity, integrator: Integrator) -> None:
-        super().__init__(value, gravity, integrator)
-        _check_positive(self, value)
-
     def dt(self, s: Systems) -> torch.Tensor:
         return self.value
 
 
-class _PairTimes(DtPolicy):
+class _PairTimes(BuiltinPolicy):
     """Shared by the free-fall rules: pair tables for the masses, built on reset (or first use)."""
 
-    def __init__(self, value: torch.Tensor, gravity: Gravity, integrator: Integrator) -> None:
-        super().__init__(value, gravity, integrator)
-        _check_positive(self, value)
-        self.pairs: Pairs | None = None
+    pairs: Pairs | None = None
 
     def reset(self, s: Systems) -> None:
         self.pairs = Pairs(s.mass, self.gravity)
+
+    def select(self, rows: torch.Tensor) -> None:
+        super().select(rows)
+        self.pairs = None
 
     def tau(self, s: Systems, pos: torch.Tensor) -> torch.Tensor:
         if self.pairs is None or self.pairs.gm_sum.shape[0] != s.batch:
@@ -122,39 +131,38 @@ def derivatives(pos: torch.Tensor, vel: torch.Tensor, mass: torch.Tensor,
     """
     r, r2 = gravity.separations(pos)  # r[b, i, j] = x_j - x_i
     eye = torch.eye(pos.shape[1], dtype=torch.bool, device=pos.device)
-    inv_r2 = (1.0 / r2.masked_fill(eye, 1.0)).masked_fill_(eye, 0.0)[..., None]  # (B, N, N, 1)
-    gm_r3 = gravity.G * mass[:, None, :, None] * inv_r2 * inv_r2.sqrt()
+    inv_r2 = (1.0 / r2.masked_fill(eye, 1.0)).masked_fill_(eye, 0.0)
+    gm_r3 = (gravity.G * mass[:, None, :] * inv_r2 * inv_r2.sqrt())[..., None]  # (B, N, N, 1)
 
     def relative(x: torch.Tensor) -> torch.Tensor:
         return x[:, None, :, :] - x[:, :, None, :]
 
-    def dot_r2(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:  # (x . y) / r^2
-        return torch.linalg.vecdot(x, y)[..., None] * inv_r2
+    def dot(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return torch.linalg.vecdot(x, y)
 
     v = relative(vel)
-    alpha = dot_r2(r, v)
+    alpha = dot(r, v) * inv_r2
     alpha2 = alpha * alpha
     a0 = gm_r3 * r
-    a1 = gm_r3 * v - 3 * alpha * a0
+    a1 = torch.addcmul(gm_r3 * v, alpha[..., None], a0, value=-3)
     acc, jerk = a0.sum(2), a1.sum(2)
     a_rel, j_rel = relative(acc), relative(jerk)
-    beta = dot_r2(v, v) + dot_r2(r, a_rel) + alpha2
-    a2 = gm_r3 * a_rel - 6 * alpha * a1 - 3 * beta * a0
-    gamma = 3 * dot_r2(v, a_rel) + dot_r2(r, j_rel) + alpha * (3 * beta - 4 * alpha2)
-    a3 = gm_r3 * j_rel - 9 * alpha * a2 - 9 * beta * a1 - 3 * gamma * a0
+    beta = (dot(v, v) + dot(r, a_rel)) * inv_r2 + alpha2
+    a2 = torch.addcmul(torch.addcmul(gm_r3 * a_rel, alpha[..., None], a1, value=-6), beta[..., None], a0, value=-3)
+    gamma = torch.addcmul(torch.add(dot(r, j_rel), dot(v, a_rel), alpha=3) * inv_r2, alpha,
+                          torch.add(3 * beta, alpha2, alpha=-4))
+    a3 = gm_r3 * j_rel
+    for coefficient, x, y in ((-9, alpha, a2), (-9, beta, a1), (-3, gamma, a0)):
+        a3 = torch.addcmul(a3, x[..., None], y, value=coefficient)
     return acc, jerk, a2.sum(2), a3.sum(2)
 
 
-class Aarseth(DtPolicy):
+class Aarseth(BuiltinPolicy):
     """Aarseth's criterion: dt = min over bodies sqrt(eta (|a||a2| + |a1|^2) / (|a1||a3| + |a2|^2))."""
 
     name = "aarseth"
     parameter = "eta"
     default = 1e-3
-
-    def __init__(self, value: torch.Tensor, gravity: Gravity, integrator: Integrator) -> None:
-        super().__init__(value, gravity, integrator)
-        _check_positive(self, value)
 
     def dt(self, s: Systems) -> torch.Tensor:
         a, a1, a2, a3 = (x.norm(dim=-1) for x in derivatives(s.pos, s.vel, s.mass, self.gravity))
@@ -180,7 +188,7 @@ def load_policy_network(path: Path, gravity: Gravity):
     return model.to(torch.float64).eval()
 
 
-class Learned(DtPolicy):
+class Learned(BuiltinPolicy):
     """The trained network's dt (a checkpoint from aits train), times a global scale.
 
     The scale multiplies the network's output only: the network's history window (when its feature
@@ -194,7 +202,6 @@ class Learned(DtPolicy):
     def __init__(self, value: torch.Tensor, gravity: Gravity, integrator: Integrator,
                  checkpoint: str | Path | None = None, model: torch.nn.Module | None = None) -> None:
         super().__init__(value, gravity, integrator)
-        _check_positive(self, value)
         if model is None:
             if checkpoint is None:
                 raise UserError("the learned policy needs a checkpoint (--checkpoint model.pt)")
@@ -206,6 +213,10 @@ class Learned(DtPolicy):
 
     def reset(self, s: Systems) -> None:
         self.history = self.adapter.empty_history(s)
+
+    def select(self, rows: torch.Tensor) -> None:
+        super().select(rows)
+        self.history = self.history[rows]
 
     def dt(self, s: Systems) -> torch.Tensor:
         self.prediction, _ = self.model(s, self.history)

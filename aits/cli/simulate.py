@@ -12,12 +12,15 @@ from aits.cli.app import DeviceOpt, JsonOpt, command
 
 SystemOpt = Annotated[str, typer.Option("--system", "-S", help="Initial-condition generator (see aits plugins) "
                                         "or a .csv/.npy file of bodies.")]
-ParamOpt = Annotated[Optional[list[str]], typer.Option("--param", "-p", help="Generator parameter key=value (repeatable).")]
-CheckpointOpt = Annotated[Optional[Path], typer.Option("--checkpoint", help="Trained policy (adds the learned policy).")]
+ParamOpt = Annotated[Optional[list[str]], typer.Option("--param", "-p",
+                                                      help="Generator parameter key=value (repeatable).")]
+CheckpointOpt = Annotated[Optional[Path], typer.Option("--checkpoint",
+                                                       help="Trained policy (adds the learned policy).")]
 PolicyOpt = Annotated[Optional[list[str]], typer.Option(
     "--policy", help="NAME or NAME=VALUE of its parameter (repeatable; default: every baseline, plus learned "
     "with --checkpoint). With --target-error, VALUE is the search's first guess.")]
-OptionOpt = Annotated[Optional[list[str]], typer.Option("--option", "-O", help="Policy option POLICY.KEY=VALUE (repeatable).")]
+OptionOpt = Annotated[Optional[list[str]], typer.Option("--option", "-O",
+                                                       help="Policy option POLICY.KEY=VALUE (repeatable).")]
 TargetOpt = Annotated[Optional[float], typer.Option(
     "--target-error", help="Compare at equal accuracy: search each policy's parameter for the fewest steps "
     "with max |dE/E0| <= this.")]
@@ -28,7 +31,8 @@ GOpt = Annotated[float, typer.Option("--G", help="Gravitational constant.")]
 SofteningOpt = Annotated[float, typer.Option("--softening", help="Plummer softening length.")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for random initial conditions.")]
 MaxStepsOpt = Annotated[int, typer.Option("--max-steps", help="Step cap for any one run.")]
-PlotOpt = Annotated[Optional[Path], typer.Option("--plot", help="Write a figure (PNG): |dE/E0| and dt vs time, orbit.")]
+PlotOpt = Annotated[Optional[Path], typer.Option("--plot",
+                                                 help="Write a figure (PNG): |dE/E0| and dt vs time, orbit.")]
 
 
 @command("simulate")
@@ -101,8 +105,8 @@ def results_table(report):
             continue
         status = "" if r.status == "finished" else f" [red]({r.status} at t={r.end_time:.4g})[/]"
         row = [e.label + status, f"{e.spec.parameter}={r.value:.4g}", f"{r.steps:,}", f"{r.force_evaluations:,.0f}",
-               f"{r.max_error:.2e}", f"{r.final_error:.2e}", f"{r.momentum_drift:.1e}", f"{r.angular_momentum_drift:.1e}",
-               f"{e.wall_time_s:.2f}{'~' if e.wall_time_estimated else ''}"]
+               f"{r.max_error:.2e}", f"{r.final_error:.2e}", f"{r.momentum_drift:.1e}",
+               f"{r.angular_momentum_drift:.1e}", f"{e.wall_time_s:.2f}{'~' if e.wall_time_estimated else ''}"]
         if report.target_error is not None:
             failing = (e.search or {}).get("cheaper_failing")
             row.append(f"{failing['value']:.4g} ({failing['steps']:,} steps, {failing['max_rel_energy_error']:.2e})"

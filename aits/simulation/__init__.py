@@ -1,1 +1,12 @@
-"""Evaluation of dt policies: batched integration, the ``--target-error`` search, comparisons."""
+"""Evaluation of dt policies (``aits simulate``).
+
+* :mod:`~aits.simulation.engine` — the batched integration loop (each system its own parameter
+  value and end time), energy measured every step;
+* :mod:`~aits.simulation.search` — ``--target-error``: the cheapest parameter value that keeps
+  max |dE/E0| within a target, candidates run side by side;
+* :mod:`~aits.simulation.setup` — systems, durations (time or orbital periods) and policy choices
+  from user input;
+* :mod:`~aits.simulation.compare` — every policy on one setup, the report and the learned-vs-best
+  baseline comparison;
+* :mod:`~aits.simulation.pairs` — cached pair tables for fixed masses.
+"""

@@ -106,7 +106,8 @@ def run_searched(setup: Setup, spec: PolicySpec, target: float, guess: float | N
                        max_steps=min(best.steps, TIMING_STEPS))
     failing = found.failing
     info = {
-        "estimate": found.estimate, "rounds": found.rounds, "candidates": found.candidates, "wall_time_s": found.wall_time_s,
+        "estimate": found.estimate, "rounds": found.rounds, "candidates": found.candidates,
+        "wall_time_s": found.wall_time_s,
         "cheaper_failing": None if failing is None else
         {"value": failing.value, "steps": failing.steps, "max_rel_energy_error": failing.max_error},
     }

@@ -11,7 +11,7 @@ import inspect
 import math
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Iterator
 
 import torch
@@ -105,9 +105,18 @@ class Trace:
 
     def __init__(self, e0: torch.Tensor, cap: int = 2048) -> None:
         self.e0, self.cap, self.stride, self.count = e0, cap, 1, 0
+        self.rows = list(range(len(e0)))  # the original index of each system still recorded
         self.hi: torch.Tensor | None = None
         self.lo: torch.Tensor | None = None
         self.records: list[tuple[torch.Tensor, ...]] = []  # (time, steps, hi, lo, pos)
+
+    def select(self, keep: torch.Tensor) -> None:
+        """Keep recording only the systems ``keep`` (positions in the current batch)."""
+        self.rows = [self.rows[i] for i in keep.tolist()]
+        self.records = [tuple(x[keep] for x in record) for record in self.records]
+        self.e0 = self.e0[keep]
+        if self.hi is not None and self.lo is not None:
+            self.hi, self.lo = self.hi[keep], self.lo[keep]
 
     def observe(self, s: Systems, steps: torch.Tensor, energy: torch.Tensor) -> None:
         if self.hi is None:
@@ -130,9 +139,11 @@ class Trace:
 
     def row(self, index: int) -> dict[str, torch.Tensor]:
         """One system's record (CPU tensors): ``time`` at the end of each window, the mean ``dt`` and
-        the largest |dE/E0| in it, ``pos`` (W, N, D) at its end; windows after its last step dropped."""
-        t, steps, hi, lo, pos = (torch.stack([r[k][index] for r in self.records]).cpu() for k in range(5))
-        e0 = self.e0[index].cpu()
+        the largest |dE/E0| in it, ``pos`` (W, N, D) at its end; windows after its last step dropped.
+        ``index`` is the system's place in the batch as it started."""
+        at = self.rows.index(index)
+        t, steps, hi, lo, pos = (torch.stack([r[k][at] for r in self.records]).cpu() for k in range(5))
+        e0 = self.e0[at].cpu()
         prev_steps = torch.cat([steps.new_zeros(1), steps[:-1]])
         prev_t = torch.cat([t.new_zeros(1), t[:-1]])
         keep = steps > prev_steps
@@ -144,7 +155,8 @@ class Trace:
 @dataclass(frozen=True)
 class RowResult:
     """The outcome for one system of a batch. ``status``: finished (reached t_end), nonfinite
-    (NaN/inf appeared) or stopped (halted before t_end by a stop rule or the step cap)."""
+    (NaN/inf appeared) or stopped (halted before t_end: by a stop rule, as a known failure, or by
+    the step cap)."""
 
     value: float
     steps: int
@@ -169,25 +181,48 @@ class BatchOutcome:
     trace: Trace | None
 
 
+@dataclass(frozen=True)
+class _Rows:
+    """The fixed per-system facts of a batch, indexed together when systems leave it."""
+
+    index: torch.Tensor  # each system's place in the batch as it started
+    value: torch.Tensor
+    t_end: torch.Tensor
+    e0: torch.Tensor
+    p0: torch.Tensor
+    l0: torch.Tensor
+
+    def take(self, keep: torch.Tensor) -> _Rows:
+        return _Rows(*(getattr(self, f.name)[keep] for f in fields(self)))
+
+
 def integrate(setup: Setup, spec: PolicySpec, values: torch.Tensor, *, stop_below: float | None = None,
-              max_steps: int = DEFAULT_MAX_STEPS, record: bool = False, check_every: int = 128) -> BatchOutcome:
+              drop_above: float | None = None, max_steps: int = DEFAULT_MAX_STEPS, record: bool = False,
+              check_every: int = 128) -> BatchOutcome:
     """Integrate every system of ``setup`` with ``spec`` at its own parameter value (B,).
 
     Energy is measured after every step; the last step of each system is shortened to land on its
     ``t_end``. With ``stop_below``, the batch stops as soon as a system has arrived with max
     |dE/E0| <= stop_below: every system still running then needs more steps than it.
+
+    For policies that can ``select`` rows, systems that have arrived leave the batch, and with
+    ``drop_above`` so do those whose max |dE/E0| already exceeds it, except the one with the
+    smallest parameter value (it runs on, to count the steps of the cheapest failing setting).
     """
-    s0 = setup.systems
-    values = values.to(device=s0.pos.device, dtype=s0.pos.dtype)
+    s = setup.systems
+    values = values.to(device=s.pos.device, dtype=s.pos.dtype)
     policy = spec.build(values, setup)
-    with torch.inference_mode(), cpu_threads_for(s0):
-        meter = EnergyMeter(setup.gravity, s0.mass, s0.dims)
-        e0 = meter(s0)
+    can_drop = callable(getattr(policy, "select", None))
+    with torch.inference_mode(), cpu_threads_for(s):
+        meter = EnergyMeter(setup.gravity, s.mass, s.dims)
+        e0 = meter(s)
         if not bool((e0 != 0).all()):
             raise UserError("the system's total energy is 0: the relative energy error is undefined")
-        s, remaining, energy, e_hi, e_lo = s0, setup.t_end.clone(), e0, e0, e0
-        steps = torch.zeros(s0.batch, dtype=torch.int64, device=s0.pos.device)
+        rows = _Rows(torch.arange(s.batch, device=e0.device), values, setup.t_end, e0, momentum(s), angular_momentum(s))
+        remaining, energy, e_hi, e_lo = setup.t_end.clone(), e0, e0, e0
+        steps = torch.zeros(s.batch, dtype=torch.int64, device=s.pos.device)
         trace = Trace(e0) if record else None
+        results: dict[int, RowResult] = {}
         policy.reset(s)
         start, iterations, hit_cap = time.perf_counter(), 0, False
         while True:
@@ -202,7 +237,7 @@ def integrate(setup: Setup, spec: PolicySpec, values: torch.Tensor, *, stop_belo
                 if trace is not None:
                     trace.observe(s, steps, energy)
             iterations = min(iterations + check_every, max_steps)
-            max_error = torch.maximum(e_hi - e0, e0 - e_lo) / e0.abs()
+            max_error = torch.maximum(e_hi - rows.e0, rows.e0 - e_lo) / rows.e0.abs()
             remaining = remaining.masked_fill(~(torch.isfinite(max_error) & torch.isfinite(remaining)), math.nan)
             if stop_below is not None and bool(((remaining == 0) & (max_error <= stop_below)).any()):
                 break
@@ -211,19 +246,52 @@ def integrate(setup: Setup, spec: PolicySpec, values: torch.Tensor, *, stop_belo
             if iterations >= max_steps:
                 hit_cap = True
                 break
+            leaving = _leaving(remaining, max_error, rows.value, drop_above) if can_drop else None
+            if leaving is not None:
+                results.update(_results(rows, s, steps, max_error, energy, remaining, policy, leaving))
+                keep = (~leaving).nonzero().squeeze(1)
+                rows, s, remaining, steps = rows.take(keep), s.index(keep), remaining[keep], steps[keep]
+                energy, e_hi, e_lo = energy[keep], e_hi[keep], e_lo[keep]
+                policy.select(keep)
+                meter = EnergyMeter(setup.gravity, s.mass, s.dims)
+                if trace is not None:
+                    trace.select(keep)
         wall = time.perf_counter() - start
         if trace is not None:
             trace.close_window(s, steps)
-        final_error = (energy - e0).abs() / e0.abs()
-        rows = _rows(s0, s, values, steps, max_error, final_error, remaining, policy.force_evaluations_per_step)
-    return BatchOutcome(rows, wall, iterations, hit_cap, trace)
+        results.update(_results(rows, s, steps, max_error, energy, remaining, policy))
+    return BatchOutcome([results[i] for i in range(len(values))], wall, iterations, hit_cap, trace)
 
 
-def _rows(s0: Systems, s: Systems, values: torch.Tensor, steps: torch.Tensor, max_error: torch.Tensor,
-          error: torch.Tensor, remaining: torch.Tensor, evals_per_step: float) -> list[RowResult]:
-    dp = (momentum(s) - momentum(s0)).norm(dim=-1)
-    dl = (angular_momentum(s) - angular_momentum(s0)).norm(dim=-1)
+def _leaving(remaining: torch.Tensor, max_error: torch.Tensor, value: torch.Tensor,
+             drop_above: float | None) -> torch.Tensor | None:
+    """Which systems may leave the batch: arrived or broken ones and, with ``drop_above``, known
+    failures but the smallest-valued one. None unless at least a quarter of the batch may leave
+    (each departure costs a re-indexing)."""
+    running = remaining > 0
+    leaving = ~running
+    if drop_above is not None:
+        failed = running & (max_error > drop_above)
+        if bool(failed.any()):
+            failed[torch.where(failed, value, math.inf).argmin()] = False
+            leaving |= failed
+    count = int(leaving.sum())
+    return leaving if count and count >= len(leaving) // 4 and count < len(leaving) else None
+
+
+def _results(rows: _Rows, s: Systems, steps: torch.Tensor, max_error: torch.Tensor, energy: torch.Tensor,
+             remaining: torch.Tensor, policy: DtPolicy, mask: torch.Tensor | None = None) -> dict[int, RowResult]:
+    """The results of the systems ``mask`` (default: all), keyed by their place in the first batch."""
+    if mask is not None:
+        pick = mask.nonzero().squeeze(1)
+        rows, s, steps, max_error = rows.take(pick), s.index(pick), steps[pick], max_error[pick]
+        energy, remaining = energy[pick], remaining[pick]
+    final_error = (energy - rows.e0).abs() / rows.e0.abs()
+    end_time = torch.where(torch.isfinite(remaining), rows.t_end - remaining, s.time)  # the exact sum of the steps
+    dp = (momentum(s) - rows.p0).norm(dim=-1)
+    dl = (angular_momentum(s) - rows.l0).norm(dim=-1)
+    per_step = policy.force_evaluations_per_step
     status = ["finished" if r == 0 else "nonfinite" if math.isnan(r) else "stopped" for r in remaining.tolist()]
-    columns = zip(values.tolist(), steps.tolist(), max_error.tolist(), error.tolist(), dp.tolist(), dl.tolist(),
-                  s.time.tolist(), status)
-    return [RowResult(v, n, n * evals_per_step, me, fe, p, ll, t, st) for v, n, me, fe, p, ll, t, st in columns]
+    columns = zip(rows.index.tolist(), rows.value.tolist(), steps.tolist(), max_error.tolist(), final_error.tolist(),
+                  dp.tolist(), dl.tolist(), end_time.tolist(), status)
+    return {i: RowResult(v, n, n * per_step, me, fe, p, ll, t, st) for i, v, n, me, fe, p, ll, t, st in columns}

@@ -7,7 +7,8 @@ run stays within a target, found with candidates run side by side as one batch.
    an estimate of the answer.
 2. Fine rounds: ``grid`` candidates per factor 2 around the estimate, from 2^(-1/2) to 2^(1/4)
    times it. The batch stops when the first candidate arrives within the target: it is the
-   cheapest, since every candidate still running needs more steps. When all candidates fail (or
+   cheapest, since every candidate still running needs more steps. Known failures leave the batch
+   early (but the smallest-valued one, whose step count is reported). When all candidates fail (or
    the cheapest passing one is the largest tried), the next half octave below (above) is tried.
 """
 
@@ -23,7 +24,7 @@ from aits.errors import UserError
 from aits.simulation.engine import DEFAULT_MAX_STEPS, PolicySpec, RowResult, Setup, integrate
 
 PILOT_EXPONENTS = range(-20, 9)
-PILOT_LOOSENESS = 8.0  # the pilot aims at candidates this many times coarser than the answer
+PILOT_LOOSENESS = 16.0  # the pilot aims at candidates this many times coarser than the answer
 MAX_ROUNDS = 8
 
 
@@ -59,7 +60,8 @@ def pilot_estimate(setup: Setup, spec: PolicySpec, target: float, order: int, ma
     out = integrate(setup.repeat(len(values)), spec, values, stop_below=loose, max_steps=max_steps)
     pick = cheapest_passing(out.rows, loose)
     if pick is None:
-        raise SearchFailed(_no_setting(spec, target, float(values.min()), float(values.max()), out.hit_max_steps, max_steps))
+        raise SearchFailed(_no_setting(spec, target, float(values.min()), float(values.max()), out.hit_max_steps,
+                                       max_steps))
     return pick.value * (target / max(pick.max_error, target * 1e-6)) ** (1.0 / _exponent(out.rows, pick, order))
 
 
@@ -87,7 +89,8 @@ def search(setup: Setup, spec: PolicySpec, target: float, *, order: int = 2, gue
     tried: list[RowResult] = []
     best, trace = None, None
     for rounds in range(1, MAX_ROUNDS + 1):
-        out = integrate(setup.repeat(len(values)), spec, values, stop_below=target, max_steps=max_steps, record=True)
+        out = integrate(setup.repeat(len(values)), spec, values, stop_below=target, drop_above=target,
+                        max_steps=max_steps, record=True)
         tried += out.rows
         found = cheapest_passing(out.rows, target)
         if found is not None and (best is None or (found.steps, -found.value) < (best.steps, -best.value)):

@@ -52,7 +52,13 @@ def period_of(generator: str, s: Systems, gravity: Gravity) -> float | None:
 
 
 def parse_value(text: str) -> Any:
-    """A scalar from the command line, read as YAML (numbers, booleans, strings)."""
+    """A scalar from the command line: an int, a float (1e-4 too, which YAML reads as a string),
+    else whatever YAML makes of it (booleans, strings)."""
+    for number in (int, float):
+        try:
+            return number(text)
+        except ValueError:
+            pass
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError:
