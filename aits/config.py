@@ -71,7 +71,7 @@ DONE_CRITERIA = ("band", "gate")
 
 @dataclass(frozen=True)
 class TrainingConfig:
-    epochs: int = 200
+    epochs: int = 30
     steps_per_epoch: int = 4
     energy_threshold: float = 2e-4
     E_lower: float = 1e-6
@@ -85,7 +85,7 @@ class TrainingConfig:
     done_criterion: str = "band"
     grad_clip: float = 1.0
     nonfinite_penalty: float = 100.0
-    checkpoint_every: int = 50
+    checkpoint_every: int = 10
 
     def validate(self) -> None:
         _check(self.epochs >= 1, "training.epochs", "must be >= 1")
