@@ -6,9 +6,7 @@ Unknown keys are errors with a suggestion; types and ranges are checked before a
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
-import types
 import typing
 from dataclasses import dataclass, field
 from importlib import resources
@@ -17,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from aits.errors import UserError
+from aits.errors import UserError, suggestion
 
 
 @dataclass(frozen=True)
@@ -189,8 +187,7 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
     names = [f.name for f in dataclasses.fields(cls)]
     for key in data:
         if key not in names:
-            close = difflib.get_close_matches(str(key), names, n=1)
-            hint = f"; did you mean {prefix}{close[0]}?" if close else f" (known: {', '.join(names)})"
+            hint = suggestion(str(key), names, prefix)
             shown = key if isinstance(key, (str, int)) and str(key).isprintable() and str(key).strip() else repr(key)
             raise UserError(f"unknown config key {prefix}{shown}{hint}")
     kwargs = {}

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any, Callable
+
 import pytest
 
 from aits.config import load_config
@@ -17,3 +20,21 @@ def small_config(*overrides: str):
 @pytest.fixture
 def small():
     return small_config
+
+
+@dataclass(frozen=True)
+class FakeDist:
+    name: str
+    version: str
+
+
+@dataclass(frozen=True)
+class FakeEntryPoint:
+    """Stands in for an ``importlib.metadata.EntryPoint`` of the group ``aits``."""
+
+    name: str
+    target: Callable[[], Any]
+    dist: FakeDist
+
+    def load(self) -> Any:
+        return self.target()

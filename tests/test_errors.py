@@ -6,9 +6,8 @@ from __future__ import annotations
 import json
 import os
 import types
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -16,6 +15,7 @@ import torch
 from typer.testing import CliRunner
 
 from aits import registry
+from conftest import FakeDist, FakeEntryPoint
 from aits.cli import app
 from aits.errors import UserError
 from aits.hookspecs import hookimpl
@@ -413,21 +413,6 @@ def test_retrain_cap_fails_with_exit_1_and_keeps_a_checkpoint(cwd: Path) -> None
 
 # --------------------------------------------------------------------------- broken plugins
 
-
-@dataclass(frozen=True)
-class FakeDist:
-    name: str
-    version: str
-
-
-@dataclass(frozen=True)
-class FakeEntryPoint:
-    name: str
-    target: Callable[[], Any]
-    dist: FakeDist
-
-    def load(self) -> Any:
-        return self.target()
 
 
 class NoStep:

@@ -7,7 +7,6 @@ import importlib
 import sys
 import types
 import warnings
-from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -17,6 +16,7 @@ import torch
 
 import aits
 from aits import registry
+from conftest import FakeDist, FakeEntryPoint
 from aits.builtin.integrators import Leapfrog
 from aits.errors import UserError
 from aits.hookspecs import hookimpl
@@ -27,23 +27,6 @@ PLUGIN_SRC = Path(__file__).resolve().parents[1] / "plugins" / "aits-yoshida" / 
 BUILTIN = f"aits {aits.__version__} (built-in)"
 YOSHIDA_SOURCE = "aits-yoshida 0.1.0"
 
-
-@dataclass(frozen=True)
-class FakeDist:
-    name: str
-    version: str
-
-
-@dataclass(frozen=True)
-class FakeEntryPoint:
-    """Stands in for an ``importlib.metadata.EntryPoint`` of the group ``aits``."""
-
-    name: str
-    target: Callable[[], Any]
-    dist: FakeDist
-
-    def load(self) -> Any:
-        return self.target()
 
 
 def entry_point(name: str, plugin: Any, dist: str = "some-plugin 1.0") -> FakeEntryPoint:

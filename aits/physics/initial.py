@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from aits.errors import UserError
+from aits.errors import UserError, suggestion
 from aits.physics import kepler
 
 Bodies = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
@@ -233,16 +233,13 @@ def _coerce_params(generator, name: str, params: dict) -> dict:
 def make_systems(generator, params: dict, gravity, rng: torch.Generator, dtype: torch.dtype, device: torch.device):
     """Call an initial-condition generator with user ``params`` (checked against its signature) and
     return initialised :class:`Systems` on ``device`` in ``dtype``."""
-    import difflib
     import inspect
 
     name = getattr(generator, "__name__", "generator")
     accepted = [p for p in inspect.signature(generator).parameters if p not in ("G", "rng")]
     for key in params:
         if key not in accepted:
-            close = difflib.get_close_matches(key, accepted, n=1)
-            hint = f"; did you mean {close[0]}?" if close else f" (known: {', '.join(accepted)})"
-            raise UserError(f"unknown parameter system.params.{key} for {name}{hint}")
+            raise UserError(f"unknown parameter system.params.{key} for {name}{suggestion(key, accepted)}")
     params = _coerce_params(generator, name, params)
     try:
         pos, vel, mass = generator(G=gravity.G, rng=rng, **params)
