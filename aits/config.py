@@ -69,12 +69,12 @@ DONE_CRITERIA = ("band", "gate")
 
 @dataclass(frozen=True)
 class TrainingConfig:
-    epochs: int = 30
+    epochs: int = 100
     steps_per_epoch: int = 4
     energy_threshold: float = 2e-4
     E_lower: float = 1e-6
     E_upper: float = 1e-4
-    loss: str = "energy_band"
+    loss: str = "energy_target"
     learning_rate: float = 3e-3
     max_retrain_steps: int = 0
     replay_capacity: int = 100_000

@@ -123,7 +123,7 @@ def test_set_does_not_modify_its_input() -> None:
         ("device=cuda:x", r"device must be one of"),
         ("seed=-1", r"seed must be an integer in \[0, 2\*\*63\)"),
         (f"seed={2**70}", r"seed must be an integer"),
-        ("training.epochs.x=1", r"--set training\.epochs\.x: training\.epochs is a value \(30\), not a section"),
+        ("training.epochs.x=1", r"--set training\.epochs\.x: training\.epochs is a value \(100\), not a section"),
         ("training.epochs=", r"--set training\.epochs= has an empty value"),
         ("training.epochs=  ", r"has an empty value"),
         ("training.epochs", r"--set expects section\.key=value"),

@@ -74,7 +74,7 @@ def yoshida(monkeypatch: pytest.MonkeyPatch) -> Iterator[types.ModuleType]:
 BUILTINS = {
     "integrator": ["leapfrog"],
     "features": ["analytic", "history"],
-    "loss": ["energy_band", "gate_hinge"],
+    "loss": ["energy_band", "energy_target", "gate_hinge"],
     "initial_conditions": ["binary_batch", "cluster", "figure_eight", "from_file", "kepler_binary", "pythagorean"],
 }
 

@@ -23,6 +23,23 @@ class EnergyBand(Loss):
         return above**2 + below**2
 
 
+class EnergyTarget(Loss):
+    """Quadratic in log10(rel_dE) about the band's geometric centre sqrt(E_lower E_upper): holds the
+    error of every step at one level.
+
+    For leapfrog the energy error of a run accumulates from per-step errors ~ dt^3 dH2/dt (H2 the
+    leading shadow-Hamiltonian term); minimising the number of steps at a given total error by a
+    Lagrange multiplier gives an equal error in every step. A band leaves the shape of the step
+    sequence free inside it; this loss pins it to that optimum.
+    """
+
+    name = "energy_target"
+
+    def __call__(self, rel_dE: torch.Tensor, config) -> torch.Tensor:
+        target = 0.5 * (math.log10(config.E_lower) + math.log10(config.E_upper))
+        return (torch.log10(rel_dE.clamp_min(1e-300)) - target) ** 2
+
+
 class GateHinge(Loss):
     """Quadratic in log10(rel_dE) above log10 E_upper only: never pushes dt up (for comparison —
     a policy trained with it tends to shrink its steps)."""
@@ -36,4 +53,5 @@ class GateHinge(Loss):
 @hookimpl
 def aits_register_losses(register) -> None:
     register(EnergyBand())
+    register(EnergyTarget())
     register(GateHinge())
