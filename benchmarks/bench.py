@@ -30,6 +30,7 @@ What each cell times (see benchmarks/README.md for the details):
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import gc
 import json
@@ -258,7 +259,7 @@ def part2_cells(args, clock, hidden, n, emit) -> None:
     s = make_batch(tr, n, capacity)
     tr.buffer.add(s, tr.gravity.energy(s), tr.adapter.empty_history(s), torch.zeros_like(s.time))
     del s
-    state = (tr.policy.state_dict(), tr.optimizer.state_dict())
+    state = copy.deepcopy((tr.policy.state_dict(), tr.optimizer.state_dict()))  # state_dict() shares storage
 
     for m in sizes:
         tr.policy.load_state_dict(state[0])
@@ -303,13 +304,11 @@ def reference_loop(args, clock: Clock, tr: Trainer, mode: str) -> dict:
                 tr.optimise(tr.sample_losses(r).mean())
             return k
         tr.policy.train()
-        tr.optimizer.zero_grad(set_to_none=True)
+        tr.optimizer.zero_grad()
         for i in range(k):
             r = tr.evaluate(s.index(slice(i, i + 1)), energy[i : i + 1], history[i : i + 1])
             (tr.sample_losses(r).mean() / k).backward()
-        norm = torch.nn.utils.clip_grad_norm_(tr.policy.parameters(), tr.config.training.grad_clip)
-        if torch.isfinite(norm):
-            tr.optimizer.step()
+        tr.optimizer.step()  # clips the gradient norm first, as Trainer.optimise
         return k
 
     # bounded: warm-up on one chunk, then time until ref_samples samples (and min_time) are done,

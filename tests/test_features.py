@@ -8,7 +8,7 @@ from typing import Callable
 import pytest
 import torch
 
-from aits.builtin.features import Analytic, History
+from aits.builtin.features import Analytic, History, closest_pair_features
 from aits.interfaces import push_history
 from aits.physics import Gravity, Systems, initial, kepler
 
@@ -80,6 +80,23 @@ def test_analytic_features_of_a_kepler_binary() -> None:
         torch.testing.assert_close(f[:, 0], torch.log1p(1 + sign * e))
         torch.testing.assert_close(f[:, 2], torch.log1p(1 + sign * e))
         torch.testing.assert_close(f[:, [1, 3, 4]], torch.zeros(6, 3, dtype=F64), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("softening", [0.0, 0.05])
+def test_two_body_shortcut_equals_the_closest_pair_search(softening: float) -> None:
+    # The closest pair of each cluster, cut out as a two-body system that keeps the accelerations
+    # (so the tidal field) of the whole cluster: only the ratio to the next pair time can differ.
+    gravity = Gravity(softening=softening)
+    whole = gravity.initialise(*cluster(3))
+    tau = gravity.pair_timescales(whole.pos, whole.mass).flatten(1).argmin(1)
+    rows = torch.arange(whole.batch)[:, None]
+    pair = torch.stack([tau // 5, tau % 5], 1)
+    cut = Systems(whole.pos[rows, pair], whole.vel[rows, pair], whole.mass[rows, pair], whole.acc[rows, pair], whole.time)
+    f_whole, tau_whole = closest_pair_features(whole, gravity)
+    f_pair, tau_pair = closest_pair_features(cut, gravity)
+    torch.testing.assert_close(tau_pair, tau_whole, rtol=1e-15, atol=0)
+    torch.testing.assert_close(f_pair[:, :4], f_whole[:, :4], rtol=1e-13, atol=1e-15)
+    assert (f_whole[:, 3] > 1e-3).all() and (f_whole[:, 4] > 0).all() and (f_pair[:, 4] == 0).all()
 
 
 def test_empty_history_is_zero_padded() -> None:

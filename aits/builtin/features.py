@@ -25,35 +25,44 @@ def closest_pair_features(s: Systems, gravity: Gravity) -> tuple[torch.Tensor, t
     (h the specific angular momentum: 1 + e cos f for a Kepler orbit), log(1 + |tidal| / |pair|)
     accelerations, and the ratio of its free-fall time to the next shortest one (0 for two bodies).
     """
-    n = s.bodies
-    tau = gravity.pair_timescales(s.pos, s.mass)
-    _, upper = pair_masks(n, tau.device)
-    flat = tau.masked_fill(~upper, float("inf")).flatten(1)
-    two = flat.topk(min(2, flat.shape[1]), dim=1, largest=False)
-    tau_min, idx = two.values[:, 0], two.indices[:, 0]
-    second = two.values[:, 1] if n > 2 else torch.full_like(tau_min, float("inf"))
-    rows = torch.arange(s.batch, device=tau.device)
-    i, j = idx // n, idx % n
-    r, v = s.pos[rows, j] - s.pos[rows, i], s.vel[rows, j] - s.vel[rows, i]
-    m = s.mass[rows, i] + s.mass[rows, j]
+    if s.bodies == 2:  # one pair: no pair table to search
+        r, v, da = (x[:, 1] - x[:, 0] for x in (s.pos, s.vel, s.acc))
+        m, second = s.mass.sum(1), torch.full_like(s.time, float("inf"))
+    else:
+        second, i, j = _closest_pair(s, gravity)
+        rows = torch.arange(s.batch, device=s.pos.device)
+        r, v, da = (x[rows, j] - x[rows, i] for x in (s.pos, s.vel, s.acc))
+        m = s.mass[rows, i] + s.mass[rows, j]
     r2 = (r * r).sum(-1) + gravity.softening**2
     v2 = (v * v).sum(-1)
     rv = (r * v).sum(-1)
     gm = gravity.G * m
-    a_pair = -gm[:, None] * r / r2[:, None] ** 1.5
-    a_tidal = (s.acc[rows, j] - s.acc[rows, i]) - a_pair
+    r1, r3, r2v2 = r2.sqrt(), r2.pow(1.5), r2 * v2
+    tau = (r3 / gm).sqrt()  # as in Gravity.pair_timescales
+    a_pair = -gm[:, None] * r / r3[:, None]
+    a_tidal = da - a_pair
     tiny = torch.finfo(s.pos.dtype).tiny
     features = torch.stack(
         [
-            torch.log1p(v2 * r2.sqrt() / gm),
-            rv.abs() / (r2 * v2 + tiny).sqrt(),
-            torch.log1p((r2 * v2 - rv * rv).clamp_min(0) / (gm * r2.sqrt())),
+            torch.log1p(v2 * r1 / gm),
+            rv.abs() / (r2v2 + tiny).sqrt(),
+            torch.log1p((r2v2 - rv * rv).clamp_min(0) / (gm * r1)),
             torch.log1p(a_tidal.norm(dim=-1) / a_pair.norm(dim=-1)),
-            tau_min / second,
+            tau / second,
         ],
         -1,
     )
-    return features, tau_min
+    return features, tau
+
+
+def _closest_pair(s: Systems, gravity: Gravity) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The second shortest pair free-fall time (B,), and the pair (i, j) with the shortest."""
+    n = s.bodies
+    _, upper = pair_masks(n, s.pos.device)
+    tau = gravity.pair_timescales(s.pos, s.mass).masked_fill(~upper, float("inf"))
+    two = tau.flatten(1).topk(2, dim=1, largest=False)
+    idx = two.indices[:, 0]
+    return two.values[:, 1], idx // n, idx % n
 
 
 class Analytic(FeatureAdapter):

@@ -30,22 +30,23 @@ class Gravity:
     def separations(self, pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Pair vectors ``r_ij = x_j - x_i`` (B, N, N, D) and softened distances squared (B, N, N)."""
         dx = pos[:, None, :, :] - pos[:, :, None, :]
-        r2 = (dx * dx).sum(-1) + self.softening**2
-        return dx, r2
+        r2 = (dx * dx).sum(-1)
+        return dx, r2 + self.softening**2 if self.softening else r2
 
     def accelerations(self, pos: torch.Tensor, mass: torch.Tensor) -> torch.Tensor:
         """Accelerations (B, N, D) of every body; the self-pair contributes nothing."""
         dx, r2 = self.separations(pos)
         eye, _ = pair_masks(pos.shape[1], pos.device)
-        inv_r3 = torch.where(eye, 0.0, r2.masked_fill(eye, 1.0).pow(-1.5))
-        return self.G * torch.einsum("bij,bijd->bid", inv_r3 * mass[:, None, :], dx)
+        gm = self.G * mass[:, None, :].masked_fill(eye, 0.0)  # the self-pair's weight is zero...
+        inv_r3 = (r2 + eye).pow(-1.5)  # ...and its distance 1, so that no inf appears
+        return ((gm * inv_r3)[..., None] * dx).sum(2)
 
     def potential_energy(self, pos: torch.Tensor, mass: torch.Tensor) -> torch.Tensor:
         """Total potential energy (B,) summed over each unordered pair once."""
         _, r2 = self.separations(pos)
-        _, upper = pair_masks(pos.shape[1], pos.device)
-        inv_r = torch.where(upper, r2.masked_fill(~upper, 1.0).rsqrt(), 0.0)
-        return -self.G * (mass[:, :, None] * mass[:, None, :] * inv_r).sum((-1, -2))
+        eye, upper = pair_masks(pos.shape[1], pos.device)
+        gmm = -self.G * (mass[:, :, None] * mass[:, None, :]).masked_fill(~upper, 0.0)
+        return (gmm * (r2 + eye).rsqrt()).sum((-1, -2))
 
     def initialise(self, pos: torch.Tensor, vel: torch.Tensor, mass: torch.Tensor) -> Systems:
         """A :class:`Systems` at time zero with its accelerations computed."""
