@@ -67,6 +67,11 @@ def test_file_then_set_then_typed_options(tmp_path: Path) -> None:
     assert config.training.learning_rate == 0.01  # the file wins over the defaults
 
 
+def test_compile_is_off_by_default_and_a_yaml_bool() -> None:
+    assert load_config().compile is False
+    assert load_config(None, ["compile=true"]).compile is True
+
+
 def test_set_on_a_nested_key_keeps_its_siblings() -> None:
     config = load_config(None, ["system.params.count=3"])
     assert config.system.params["count"] == 3
@@ -119,6 +124,8 @@ def test_set_does_not_modify_its_input() -> None:
         ("physics.softening=-1", r"physics\.softening must be >= 0"),
         ("features.history_len=0", r"features\.history_len must be >= 1"),
         ("dtype=float16", r"dtype must be one of float64, float32"),
+        ("compile=1", r"compile must be of type bool, got 1"),
+        ("compile=maybe", r"compile must be of type bool, got 'maybe'"),
         ("device=tpu", r"device must be one of cpu, cuda, auto or cuda:N"),
         ("device=cuda:x", r"device must be one of"),
         ("seed=-1", r"seed must be an integer in \[0, 2\*\*63\)"),

@@ -81,6 +81,18 @@ def test_replay_buffer_keeps_the_newest_samples_up_to_its_capacity():
     assert sample.batch == 10  # without replacement: never more than it holds
 
 
+def test_padded_samples_have_a_fixed_count_with_the_distinct_samples_first():
+    buffer = ReplayBuffer(10, bodies=2, dims=3, history_len=0, memory_dim=0, dtype=torch.float64, device=torch.device("cpu"))
+    s = Trainer(small_config()).systems.index(slice(0, 3))
+    buffer.add(s, torch.arange(3, dtype=torch.float64), torch.zeros(3, 0, 0, dtype=torch.float64),
+               torch.zeros(3, dtype=torch.float64))
+    plain, energy, _ = buffer.sample(8, torch.Generator().manual_seed(0))
+    padded, padded_energy, _ = buffer.sample(8, torch.Generator().manual_seed(0), pad=True)
+    assert plain.batch == 3 and padded.batch == 8
+    assert torch.equal(padded_energy[:3], energy)  # the same draw, then repeats of it
+    assert sorted(padded_energy[:3].tolist()) == [0, 1, 2] and set(padded_energy.tolist()) == {0, 1, 2}
+
+
 def test_part2_converges_on_a_small_data_set():
     trainer = Trainer(small_config("training.steps_per_epoch=4", "training.max_generalize_iters=400",
                                    "training.replay_batch_size=32"))

@@ -10,14 +10,21 @@ import torch
 from aits.physics.state import Systems
 
 
-@lru_cache(maxsize=64)
 def pair_masks(n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """The diagonal and the strict upper triangle of an n x n pair matrix (built once per size).
+    """The diagonal and the strict upper triangle of an n x n pair matrix (built once per size; a
+    graph being compiled builds its own, as dynamo would trace through the cache anyway).
 
     Not ``torch.triu``: it enters a thread pool even for a 3 x 3 matrix (milliseconds on a busy CPU).
     """
+    return _pair_masks(n, device) if torch.compiler.is_compiling() else _cached_pair_masks(n, device)
+
+
+def _pair_masks(n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     idx = torch.arange(n, device=device)
     return idx[:, None] == idx[None, :], idx[:, None] < idx[None, :]
+
+
+_cached_pair_masks = lru_cache(maxsize=64)(_pair_masks)
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Protocol
 
 import torch
@@ -50,7 +53,11 @@ class StepResult:
     dt: torch.Tensor
     log_ratio: torch.Tensor
     finite: torch.Tensor
-    all_finite: bool
+    losses: torch.Tensor | None = None  # per sample, from Trainer.evaluate
+
+    @cached_property
+    def all_finite(self) -> bool:
+        return bool(self.finite.all())
 
 
 @dataclass
@@ -62,6 +69,33 @@ class Counters:
 
 def median(x: torch.Tensor) -> float:
     return float(x.median()) if x.numel() else math.nan
+
+
+class CompiledOrEager:
+    """``fn`` compiled by ``torch.compile`` for fixed shapes (one graph per input shape); if compiling
+    fails (e.g. no C++ compiler), a one-line warning and ``fn`` run eagerly from then on."""
+
+    def __init__(self, fn: Callable[..., tuple[torch.Tensor, ...]]) -> None:
+        self.eager = fn
+        self.compiled: Callable[..., tuple[torch.Tensor, ...]] | None = None
+        try:
+            self.compiled = torch.compile(fn, dynamic=False)
+        except Exception as exc:
+            self._fall_back(exc)
+
+    def __call__(self, *args: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        if self.compiled is not None:
+            try:
+                return self.compiled(*args)
+            except Exception as exc:
+                self._fall_back(exc)
+        return self.eager(*args)
+
+    def _fall_back(self, exc: Exception) -> None:
+        self.compiled = None
+        reason = (str(exc).strip().splitlines() or [""])[0][:200]
+        warnings.warn(f"compile: torch.compile failed ({type(exc).__name__}: {reason}); training runs eagerly",
+                      RuntimeWarning, stacklevel=3)
 
 
 class Trainer:
@@ -91,6 +125,8 @@ class Trainer:
         self.epoch = 0
         self.metrics: list[dict] = []
         self.counters = Counters()
+        # compile: the per-step loss computation compiled for fixed shapes (Part 2 pads short minibatches)
+        self._evaluate = CompiledOrEager(self._step_and_loss) if config.compile else self._step_and_loss
 
     @property
     def adapter(self):
@@ -104,29 +140,53 @@ class Trainer:
 
     # --- one batched step -------------------------------------------------------------------------
 
-    def evaluate(self, s: Systems, energy: torch.Tensor, history: torch.Tensor) -> StepResult:
-        """Predict dt, take one step and measure the relative energy error, for every system."""
+    def evaluate(self, s: Systems, energy: torch.Tensor, history: torch.Tensor,
+                 counted: torch.Tensor | None = None) -> StepResult:
+        """Predict dt, take one step, measure the relative energy error and the per-sample loss, for
+        every system; ``counted`` (B,) marks the rows that count in the force-evaluation and
+        non-finite counters (default: all)."""
         if self.policy.training:
             self.policy.eval()  # the gate judges the deployed, deterministic policy
-        dt, log_ratio = self.policy(s, history)
-        result = self._step(s, energy, dt, log_ratio)
+        result = self._result(self._evaluate(*s.tensors(), energy, history))
+        steps = 1  # counted as the eager path takes them: the step is retaken when a row was not finite
         if not result.all_finite:
-            # Cut the graph of the non-finite rows so their NaN/inf cannot reach the gradients.
-            self.counters.nonfinite_steps += int((~result.finite).sum())
-            result = self._step(s, energy, torch.where(result.finite, dt, dt.detach()), log_ratio)
+            nonfinite = ~result.finite if counted is None else ~result.finite & counted
+            self.counters.nonfinite_steps += int(nonfinite.sum())
+            steps = 2
+        rows = s.batch if counted is None else int(counted.sum())
+        self.counters.force_evaluations += self.integrator.force_evaluations * rows * steps
         return result
+
+    def _step_and_loss(self, pos: torch.Tensor, vel: torch.Tensor, mass: torch.Tensor, acc: torch.Tensor,
+                       time: torch.Tensor, energy: torch.Tensor, history: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Policy, one step, energy error and per-sample loss as a pure function of tensors: what the
+        config key ``compile`` compiles."""
+        s = Systems(pos, vel, mass, acc, time)
+        dt, log_ratio = self.policy(s, history)
+        r = self._step(s, energy, dt, log_ratio)
+        if torch.compiler.is_compiling() or not r.all_finite:
+            # Retake the step with the graph of the non-finite rows cut, so that their NaN/inf cannot
+            # reach the gradients (compiled: always, branch-free; the retaken step fuses with the first).
+            r = self._step(s, energy, torch.where(r.finite, dt, dt.detach()), log_ratio)
+        # only what a loss reads keeps its graph (compiled: a backward graph with fewer inputs)
+        return (*r.new.detach().tensors(), r.energy.detach(), r.rel_dE, r.dt.detach(), r.log_ratio, r.finite,
+                self.sample_losses(r))
+
+    @staticmethod
+    def _result(out: tuple[torch.Tensor, ...]) -> StepResult:
+        return StepResult(Systems(*out[:5]), *out[5:])
 
     def _step(self, s: Systems, energy: torch.Tensor, dt: torch.Tensor, log_ratio: torch.Tensor) -> StepResult:
         new = self.integrator.step(s, dt, self.gravity)
-        self.counters.force_evaluations += self.integrator.force_evaluations * s.batch
         e_new = self.gravity.energy(new)
         rel = relative_energy_error(e_new, energy)
         finite = torch.isfinite(rel) & torch.isfinite(new.pos).all((1, 2)) & torch.isfinite(new.vel).all((1, 2))
-        return StepResult(new, e_new, rel, dt, log_ratio, finite, bool(finite.all()))
+        return StepResult(new, e_new, rel, dt, log_ratio, finite)
 
     def sample_losses(self, r: StepResult) -> torch.Tensor:
-        """Per-sample loss; a non-finite step costs a bounded penalty that pushes its dt down."""
-        if r.all_finite:
+        """Per-sample loss; a non-finite step costs a bounded penalty that pushes its dt down. Eagerly
+        an all-finite batch skips the penalty; compiled, it is computed branch-free (and fused)."""
+        if not torch.compiler.is_compiling() and r.all_finite:
             return self.loss_fn(r.rel_dE, self.config.training)
         safe = torch.where(r.finite, r.rel_dE, torch.ones_like(r.rel_dE))
         push_down = torch.where(torch.isfinite(r.log_ratio), r.log_ratio - r.log_ratio.detach(), 0.0)
@@ -152,23 +212,25 @@ class Trainer:
         accepted_err, accepted_ratio = [], []
         rejected = retrain = recorded = 0
         while True:
-            active = remaining.nonzero().squeeze(1)
-            if active.numel() == 0:
+            # the whole batch is evaluated (fixed shapes); the finished systems are masked out
+            active = remaining > 0
+            if not bool(active.any()):
                 break
-            s, history = self.systems.index(active), self.history[active]
-            r = self.evaluate(s, self.energy[active], history)
-            ok = r.finite & (r.rel_dE < cfg.energy_threshold)
-            recorded += self._accept(active[ok], s.index(ok), history[ok], r, ok)
+            r = self.evaluate(self.systems, self.energy, self.history, counted=active)
+            ok = active & r.finite & (r.rel_dE < cfg.energy_threshold)
+            failed = active & ~ok
+            recorded += self._accept(ok, r)
             accepted_err.append(r.rel_dE[ok].detach())
             accepted_ratio.append(r.log_ratio[ok].detach())
-            remaining[active[ok]] -= 1
-            retries[active[ok]] = 0
-            if bool(ok.all()):
+            remaining -= ok.long()
+            retries.masked_fill_(ok, 0)
+            n_failed = int(failed.sum())
+            if n_failed == 0:
                 continue
-            self.optimise(self.sample_losses(r)[~ok].mean())
-            rejected += int((~ok).sum())
+            self.optimise(r.losses[failed].mean())
+            rejected += n_failed
             retrain += 1
-            retries[active[~ok]] += 1
+            retries += failed.long()
             self.reporter.part1_progress(target - int(remaining.sum()), target, retrain)
             if cfg.max_retrain_steps and int(retries.max()) >= cfg.max_retrain_steps:
                 raise RetrainCapHit(
@@ -182,15 +244,16 @@ class Trainer:
             "dt_over_tau_median": math.exp(median(ratios)) if ratios.numel() else math.nan,
         }
 
-    def _accept(self, idx: torch.Tensor, s: Systems, history: torch.Tensor, r: StepResult, ok: torch.Tensor) -> int:
-        """Advance the accepted systems; record their pre-step samples unless still warming up."""
-        dt = r.dt[ok].detach()
-        keep = self.accepted_steps[idx] >= self.adapter.history_len  # the first history_len steps are warm-up
-        self.buffer.add(s.index(keep), self.energy[idx][keep], history[keep], dt[keep])
-        self.history[idx] = push_history(history, self.adapter.memory(s, dt))
-        self.systems = _scatter(self.systems, idx, r.new.index(ok).detach())
-        self.energy[idx] = r.energy[ok].detach()
-        self.accepted_steps[idx] += 1
+    def _accept(self, ok: torch.Tensor, r: StepResult) -> int:
+        """Advance the systems in ``ok`` (B,); record their pre-step samples unless still warming up."""
+        keep = ok & (self.accepted_steps >= self.adapter.history_len)  # the first history_len steps are warm-up
+        self.buffer.add(self.systems.index(keep), self.energy[keep], self.history[keep], r.dt[keep])
+        if self.adapter.history_len:
+            pushed = push_history(self.history, self.adapter.memory(self.systems, r.dt))
+            self.history = torch.where(ok[:, None, None], pushed, self.history)
+        self.systems = r.new.where(ok, self.systems)
+        self.energy = torch.where(ok, r.energy, self.energy)
+        self.accepted_steps += ok.long()
         return int(keep.sum())
 
     # --- Part 2 ----------------------------------------------------------------------------------
@@ -203,19 +266,21 @@ class Trainer:
                  "dt_over_tau_median": math.nan, "samples": self.buffer.size}
         if self.buffer.size == 0:
             return stats
+        n = min(cfg.replay_batch_size, self.buffer.size)  # distinct samples; with fixed shapes, padded rows follow
         for iteration in range(1, cfg.max_generalize_iters + 1):
-            s, energy, history = self.buffer.sample(cfg.replay_batch_size, self.rng)
-            r = self.evaluate(s, energy, history)
-            gate = r.finite & (r.rel_dE < cfg.energy_threshold)
-            done = gate & (r.rel_dE >= cfg.E_lower) if cfg.done_criterion == "band" else gate
+            s, energy, history = self.buffer.sample(cfg.replay_batch_size, self.rng, pad=self.config.compile)
+            counted = None if s.batch == n else torch.arange(s.batch, device=self.device) < n
+            r = self.evaluate(s, energy, history, counted)
+            gate = (r.finite & (r.rel_dE < cfg.energy_threshold))[:n]
+            done = gate & (r.rel_dE[:n] >= cfg.E_lower) if cfg.done_criterion == "band" else gate
             stats.update(iterations=iteration, pass_rate=float(done.double().mean()),
                          gate_pass_rate=float(gate.double().mean()),
-                         dt_over_tau_median=math.exp(median(r.log_ratio.detach())))
+                         dt_over_tau_median=math.exp(median(r.log_ratio[:n].detach())))
             self.reporter.part2_progress(iteration, stats["pass_rate"])
             if bool(done.all()):
                 stats["converged"] = True
                 break
-            self.optimise(self.sample_losses(r).mean())
+            self.optimise(r.losses[:n].mean())
         return stats
 
     # --- epochs ----------------------------------------------------------------------------------
@@ -265,11 +330,3 @@ class Trainer:
         self.systems = Systems(sys["pos"], sys["vel"], sys["mass"], sys["acc"], sys["time"])
         self.energy, self.history, self.accepted_steps = sys["energy"], sys["history"], sys["accepted_steps"]
         self.counters = Counters(**state["counters"])
-
-
-def _scatter(base: Systems, idx: torch.Tensor, part: Systems) -> Systems:
-    """``base`` with the rows ``idx`` replaced by ``part``."""
-    out = [t.clone() for t in base.tensors()]
-    for full, new in zip(out, part.tensors()):
-        full[idx] = new
-    return Systems(*out)

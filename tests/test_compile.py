@@ -1,0 +1,131 @@
+"""The config key ``compile``: the compiled training step gives the eager run's results to rounding,
+as one graph without breaks, and falls back to eager with a one-line warning when compiling fails.
+
+The suite compiles with the ``aot_eager`` backend (dynamo + AOT autograd, seconds); set
+``AITS_TEST_COMPILE=1`` to also run the real inductor backend (a C++ compile, ~30 s on 2 cores).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+
+import pytest
+import torch
+import torch._dynamo
+from torch._dynamo.utils import counters
+
+from aits.builtin.integrators import Leapfrog
+from aits.physics import Gravity, Systems
+from aits.training.trainer import Trainer
+from conftest import small_config
+
+# 8 systems in Part 1 and minibatches of 8 in Part 2: one shape, so one graph to compile
+TINY = ["model.hidden=[8]", "training.replay_batch_size=8", "model.init_dt_fraction=0.3"]
+BACKENDS = ["aot_eager", pytest.param("inductor", marks=pytest.mark.skipif(
+    os.environ.get("AITS_TEST_COMPILE") != "1", reason="set AITS_TEST_COMPILE=1 to compile with inductor"))]
+
+
+@pytest.fixture(autouse=True)
+def fresh_dynamo():
+    torch._dynamo.reset()
+    counters.clear()
+    yield
+    torch._dynamo.reset()
+
+
+def with_backend(monkeypatch: pytest.MonkeyPatch, backend: str) -> None:
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend=backend))
+
+
+def run(*overrides: str, epochs: int = 2) -> Trainer:
+    trainer = Trainer(small_config(*TINY, *overrides))
+    for _ in range(epochs):
+        trainer.run_epoch()
+    return trainer
+
+
+def weights(trainer: Trainer) -> torch.Tensor:
+    return torch.cat([p.detach().flatten() for p in trainer.policy.parameters()])
+
+
+def assert_same_run(a: Trainer, b: Trainer, exact: bool = False) -> None:
+    """Same counts; the same numbers to rounding (``exact``: bit for bit)."""
+    def same(x: object, y: object) -> bool:
+        if isinstance(x, dict):
+            return x.keys() == y.keys() and all(same(x[k], y[k]) for k in x if k != "wall_time_s")
+        if isinstance(x, float) and not exact:
+            return math.isclose(x, y, rel_tol=1e-9) or (math.isnan(x) and math.isnan(y))
+        return x == y or (isinstance(x, float) and math.isnan(x) and math.isnan(y))
+
+    assert all(same(x, y) for x, y in zip(a.metrics, b.metrics, strict=True)), (a.metrics, b.metrics)
+    if exact:
+        assert torch.equal(weights(a), weights(b))
+    else:
+        assert torch.allclose(weights(a), weights(b), rtol=1e-9, atol=1e-12)
+    assert a.counters == b.counters
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("extra", [[], ["features.adapter=history", "features.history_len=2",
+                                        "training.replay_batch_size=64"]], ids=["analytic", "history-padded"])
+def test_compiled_training_matches_eager_as_one_graph(monkeypatch: pytest.MonkeyPatch, backend: str,
+                                                      extra: list[str]) -> None:
+    eager = run(*extra)
+    with_backend(monkeypatch, backend)
+    compiled = run(*extra, "compile=true")
+    assert_same_run(eager, compiled)
+    assert sum(m["part1"]["rejected"] for m in compiled.metrics) > 0  # the retrain path ran too
+    assert not counters["graph_break"]
+    # fixed shapes: Part 1 and Part 2 share a graph when B = M; with history, Part 2's 16 and
+    # then 32 samples are padded to the minibatch of 64: one more graph, not one per size
+    assert counters["stats"]["unique_graphs"] == (1 if not extra else 2)
+
+
+def test_compiled_step_cuts_the_gradient_of_nonfinite_rows_without_a_branch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Row 0's step is always NaN: compiled (both steps taken, branch-free) and eager (the step
+    retaken only when a row failed) give the same penalty, counters and finite gradients."""
+    leapfrog = Leapfrog()
+
+    def broken(s: Systems, dt: torch.Tensor, gravity: Gravity) -> Systems:
+        new = leapfrog.step(s, dt, gravity)
+        row0 = (torch.arange(s.batch, device=dt.device) == 0)[:, None, None]
+        return new.with_(pos=torch.where(row0, math.nan, new.pos))
+
+    results = []
+    for compile_ in ("false", "true"):
+        with_backend(monkeypatch, "aot_eager")
+        trainer = Trainer(small_config(*TINY, f"compile={compile_}"))
+        monkeypatch.setattr(trainer.integrator, "step", broken)
+        r = trainer.evaluate(trainer.systems, trainer.energy, trainer.history)
+        grads = torch.autograd.grad(r.losses.mean(), list(trainer.policy.parameters()))
+        results.append((r, torch.cat([g.flatten() for g in grads]), trainer.counters))
+    (a, grad_a, counted_a), (b, grad_b, counted_b) = results
+    assert a.finite.tolist() == b.finite.tolist() == [False] + [True] * 7
+    assert float(b.losses[0].detach()) == small_config().training.nonfinite_penalty
+    assert torch.allclose(a.losses, b.losses, rtol=1e-12)
+    assert bool(torch.isfinite(grad_b).all()) and torch.allclose(grad_a, grad_b, rtol=1e-9, atol=1e-15)
+    assert counted_a == counted_b and counted_b.nonfinite_steps == 1
+
+
+def _raise_at_compile(fn, **kwargs):
+    raise RuntimeError("no C++ compiler found\nsecond line")
+
+
+def _raise_at_call(fn, **kwargs):
+    def compiled(*args):
+        raise RuntimeError("InductorError: compilation of the kernels failed\nsecond line")
+    return compiled
+
+
+@pytest.mark.parametrize("failing", [_raise_at_compile, _raise_at_call], ids=["at-compile", "at-first-call"])
+def test_a_failed_compilation_falls_back_to_eager_with_a_one_line_warning(monkeypatch: pytest.MonkeyPatch,
+                                                                          failing) -> None:
+    eager = run()
+    monkeypatch.setattr(torch, "compile", failing)
+    with pytest.warns(RuntimeWarning, match=r"compile: torch\.compile failed \(RuntimeError: .*\); "
+                                            r"training runs eagerly") as caught:
+        fallen_back = run("compile=true")
+    assert len(caught) == 1 and "\n" not in str(caught[0].message)
+    assert_same_run(eager, fallen_back, exact=True)
