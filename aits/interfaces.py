@@ -78,11 +78,15 @@ class DtPolicy(ABC):
     ``parameter`` names the one free knob (``dt``, ``eta``, ``scale``) that ``--target-error``
     searches; its value is passed to the constructor as ``value`` (a tensor (B,) so that many
     settings can run side by side as one batch).
+
+    ``compilable``: ``dt`` and ``step`` are plain tensor code that torch.compile can trace (state
+    kept in tensor attributes), so that long runs may compile the loop; False: always eager.
     """
 
     name: ClassVar[str]
     parameter: ClassVar[str]
     default: ClassVar[float]
+    compilable: ClassVar[bool] = False
 
     def __init__(self, value: torch.Tensor, gravity: Gravity, integrator: Integrator, **options: object) -> None:
         self.value = value

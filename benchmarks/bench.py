@@ -20,6 +20,8 @@ What each cell times (see benchmarks/README.md for the details):
 * ``part2_ref``      the straightforward per-sample loop: for every sample of a minibatch
   evaluate it alone (B = 1) and backprop its loss, one optimizer step per chunk; samples/s.
 * ``part2_ref_step`` the same with an optimizer step after every sample (``Trainer.optimise``).
+* ``*_compiled``     with ``--compile``: ``part1_retrain`` and ``part2`` at M = 512 with the config
+  key ``compile`` on; the first call (compilation) is timed apart as ``compile_s``.
 * ``simulate``       ``aits.simulation.engine.integrate`` with the ``learned`` policy wrapping the
   trainer's network (policy + step + energy every step); falls back to a lean loop
   ``policy(systems, history)`` + ``integrator.step`` under ``torch.inference_mode()`` when the
@@ -210,15 +212,7 @@ def part1_cells(args, clock, hidden, n, batch, emit) -> None:
         return
 
     # evaluate + optimise on the same state: what a rejection costs
-    tr = Trainer(build_config(args, hidden, n, batch))
-    s, energy, history = tr.systems, tr.energy, tr.history
-
-    def retrain():
-        r = tr.evaluate(s, energy, history)
-        tr.optimise(tr.sample_losses(r).mean())
-        return 1, 1
-
-    result = measure(clock, retrain, args.min_time, args.warmup)
+    result = measure(clock, retrain_fn(Trainer(build_config(args, hidden, n, batch))), args.min_time, args.warmup)
     emit("part1_retrain", tag, **result, unit="iterations")
 
     # the real collect loop, every step rejected, stopped by the retrain cap (calls of ~0.1 s)
@@ -247,6 +241,54 @@ def part1_cells(args, clock, hidden, n, batch, emit) -> None:
     emit("part1_accept", tag, **measure(clock, accept, args.min_time, args.warmup), unit="accepted steps")
 
 
+def retrain_fn(tr: Trainer) -> Callable[[], tuple[int, int]]:
+    """One Part 1 rejection on the trainer's live state: evaluate + optimise."""
+    s, energy, history = tr.systems, tr.energy, tr.history
+
+    def retrain():
+        tr.optimise(tr.evaluate(s, energy, history).losses.mean())
+        return 1, 1
+
+    return retrain
+
+
+def generalize_fn(tr: Trainer, m: int) -> Callable[[], tuple[int, int]]:
+    """``Trainer.generalize()`` over a buffer no minibatch of which converges."""
+    def generalize():
+        out = tr.generalize()
+        if out.get("converged"):
+            raise RuntimeError("generalize() converged on a gate nothing should pass")
+        return out["iterations"], out["iterations"] * min(m, tr.buffer.size)
+
+    return generalize
+
+
+def filled_trainer(config, n: int, capacity: int) -> Trainer:
+    """A trainer whose replay buffer holds ``capacity`` fresh systems."""
+    tr = Trainer(config)
+    s = make_batch(tr, n, capacity)
+    tr.buffer.add(s, tr.gravity.energy(s), tr.adapter.empty_history(s), torch.zeros_like(s.time))
+    return tr
+
+
+def compiled_cells(args, clock, hidden, n, emit) -> None:
+    """--compile: Part 1 retrain and Part 2 at M = 512 with the config key compile on; the first call,
+    where compilation happens, is timed apart (compile_s)."""
+    def timed(kind: str, tag: dict, fn: Callable[[], tuple[int, int]], unit: str) -> None:
+        t0 = time.perf_counter()
+        fn()
+        compile_s = time.perf_counter() - t0
+        emit(kind, tag, **measure(clock, fn, args.min_time, args.warmup), compile_s=compile_s, unit=unit)
+
+    batch = args.part1_batch[0]
+    config = dataclasses.replace(build_config(args, hidden, n, batch), compile=True)
+    timed("part1_retrain_compiled", {"bodies": n, "batch": batch}, retrain_fn(Trainer(config)), "iterations")
+    m = 512 if 512 in args.minibatch else args.minibatch[-1]
+    config = build_config(args, hidden, n, 1, replay_capacity=m, replay_batch_size=m, max_generalize_iters=10, **NEVER)
+    tr = filled_trainer(dataclasses.replace(config, compile=True), n, m)
+    timed("part2_compiled", {"bodies": n, "batch": m}, generalize_fn(tr, m), "samples")
+
+
 def part2_cells(args, clock, hidden, n, emit) -> None:
     sizes = [m for m in args.minibatch if m * n * n <= args.max_pairs]
     for m in args.minibatch:
@@ -255,23 +297,14 @@ def part2_cells(args, clock, hidden, n, emit) -> None:
     if not sizes and args.ref_samples <= 0:
         return
     capacity = max(sizes + [args.ref_chunk])
-    tr = Trainer(build_config(args, hidden, n, 1, replay_capacity=capacity, **NEVER))
-    s = make_batch(tr, n, capacity)
-    tr.buffer.add(s, tr.gravity.energy(s), tr.adapter.empty_history(s), torch.zeros_like(s.time))
-    del s
+    tr = filled_trainer(build_config(args, hidden, n, 1, replay_capacity=capacity, **NEVER), n, capacity)
     state = copy.deepcopy((tr.policy.state_dict(), tr.optimizer.state_dict()))  # state_dict() shares storage
 
     for m in sizes:
         tr.policy.load_state_dict(state[0])
         tr.optimizer.load_state_dict(state[1])
         tr.config = _with_training(tr.config, replay_batch_size=m, max_generalize_iters=1)
-
-        def generalize():
-            out = tr.generalize()
-            if out.get("converged"):
-                raise RuntimeError("generalize() converged on a gate nothing should pass")
-            return out["iterations"], out["iterations"] * min(m, tr.buffer.size)
-
+        generalize = generalize_fn(tr, m)
         # aim for calls of ~0.1 s so the generalize() set-up is amortised like in a real run
         t0 = time.perf_counter()
         generalize()
@@ -356,30 +389,41 @@ def simulate_cells(args, clock, hidden, n, emit) -> None:
 
 def simulate_engine(args, clock, tr: Trainer, n: int, batch: int) -> tuple[dict, str]:
     """``aits.simulation.engine.integrate`` with the learned policy: one policy call, one step and one
-    energy evaluation per step, host checks every ``check_every`` steps."""
+    energy evaluation per step, host checks every ``check_every`` steps; compiled with
+    ``--sim-compile on`` (the compilation is done before the timing and reported as ``compile_s``)."""
     from aits.builtin.policies import Learned
-    from aits.simulation.engine import PolicySpec, Setup, integrate
+    from aits.simulation.engine import CHUNK, PolicySpec, Setup, integrate
 
     s = make_batch(tr, n, batch)
     far = torch.full((batch,), 1e300, dtype=s.time.dtype, device=s.time.device)  # never arrives
     setup = Setup(s, far, tr.gravity, tr.integrator)
     spec = PolicySpec("learned", Learned, {"model": tr.policy})
     values = torch.ones(batch, dtype=s.time.dtype, device=s.time.device)
-    plan = {"steps": 8, "check_every": 8}
+    compiled = args.sim_compile == "on"
+    plan = {"steps": 2 * CHUNK, "check_every": 2 * CHUNK}
 
     def run():
-        out = integrate(setup, spec, values, max_steps=plan["steps"], check_every=plan["check_every"])
+        out = integrate(setup, spec, values, max_steps=plan["steps"], check_every=plan["check_every"],
+                        compiled=compiled)
         if out.iterations != plan["steps"]:
             raise RuntimeError(f"integrate() stopped after {out.iterations} of {plan['steps']} steps")
+        if compiled and not out.compile_time_s:
+            raise RuntimeError("integrate() did not compile")
         return out.iterations, out.iterations * batch
 
+    t0 = time.perf_counter()
+    run()  # compiles (when compiled)
+    compile_s = time.perf_counter() - t0 if compiled else 0.0
+    if compiled:
+        print(f"  simulate N={n} B={batch}: compiled in {compile_s:.1f} s (not timed)", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
     run()  # calibrate: calls of ~0.2 s, so the per-call set-up is amortised as in a long run
     per_step = (time.perf_counter() - t0) / plan["steps"]
     steps = max(1, min(51200, round(0.2 / max(per_step, 1e-7))))
     plan.update(steps=steps if steps < 128 else 128 * round(steps / 128), check_every=min(128, steps))
-    label = f"aits.simulation.engine.integrate (learned policy, energy every step, host check every 128 steps)"
-    return measure(clock, run, args.min_time, min(args.warmup, 1)), label
+    how = f"compiled, {CHUNK} steps per call" if compiled else "eager"
+    label = f"aits.simulation.engine.integrate (learned policy, energy every step, host check every 128 steps; {how})"
+    return {**measure(clock, run, args.min_time, min(args.warmup, 1)), "compile_s": compile_s}, label
 
 
 def simulate_lean(args, clock, tr: Trainer, n: int, batch: int) -> dict:
@@ -519,6 +563,18 @@ def report(args, res: Results, nets: list[str]) -> tuple[str, dict]:
     mem_head = ["net", "N", "P1 retrain", "P1 accept"] + [f"P2 M={m}" for m in mbs] + ["P2 ref"]
     mem_head += [f"sim B={b}" for b in sims]
     text.append(table(mem_head, mem_rows, f"Peak memory per cell, MB above the cell's start ({how})"))
+    if args.compile:
+        rows = []
+        for net in nets:
+            for n in args.bodies:
+                row = [net, str(n)]
+                for kind, batch in (("part1_retrain", p1b), ("part2", cmp_m)):
+                    c = res.get(net, f"{kind}_compiled", n, batch)
+                    row += [fmt_rate(res.rate(net, kind, n, batch)), fmt_rate(res.rate(net, f"{kind}_compiled", n, batch)),
+                            "-" if c is None else f"{c['compile_s']:.1f}"]
+                rows.append(row)
+        text.append(table(["net", "N", "P1 retrain it/s", "compiled", "compile s", f"P2 M={cmp_m} samples/s", "compiled",
+                           "compile s"], rows, "Eager vs compiled (config key compile); compile s = the first call"))
 
     # scaling
     scaling = []
@@ -602,7 +658,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sim-engine", default="auto", choices=("auto", "engine", "lean", "both"),
                    help="simulate with aits.simulation.engine.integrate (auto: when it works, else the lean "
                         "loop), the benchmark's lean loop, or both")
+    p.add_argument("--sim-compile", default="on", choices=("on", "off"),
+                   help="simulate with the engine's compiled loop (on, default; compiling takes ~5-60 s per cell, "
+                        "not timed) or eagerly (off)")
     p.add_argument("--only", nargs="+", choices=("part1", "part2", "simulate"), help="run only these parts")
+    p.add_argument("--compile", action="store_true",
+                   help="also time Part 1 retrain and Part 2 at M=512 with the config key compile on (each cell "
+                        "compiles first: tens of seconds; e.g. with --nets 64,64 --bodies 2 --only part1 part2)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="extra config override, e.g. --set features.adapter=history (repeatable)")
@@ -685,6 +747,8 @@ def main(argv: list[str] | None = None) -> int:
                 part2_cells(args, clock, hidden, n, emit)
             if "simulate" in args.only:
                 simulate_cells(args, clock, hidden, n, emit)
+            if args.compile:
+                compiled_cells(args, clock, hidden, n, emit)
             gc.collect()
     env["threads"] = torch.get_num_threads()  # the Trainer may have set it (config key threads)
     env["loadavg_end"] = os.getloadavg()

@@ -111,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
                    for name, problem, target, policy in tasks}
         for (name, target, policy), future in futures.items():
             future.add_done_callback(lambda f, what=f"{name} at {target:g}: {policy}": console.print(
-                f"[dim]done {what}" + ("" if f.exception() is None else f" [red]failed: {f.exception()}[/]")))
+                f"[dim]{time.perf_counter() - start:5.0f} s  done {what}"
+                + ("" if f.exception() is None else f" [red]failed: {f.exception()}[/]")))
         done = {key: future.result() for key, future in futures.items()}
     results = [summary(name, target, [v for (n, t, _), v in done.items() if (n, t) == (name, target)])
                for name in problems for target in sorted(args.targets or targets, reverse=True)]

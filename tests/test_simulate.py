@@ -1,10 +1,12 @@
-"""``aits simulate``: the batched engine, second-order energy scaling, the --target-error search,
-the learned policy from a checkpoint trained here, the JSON report and the plot."""
+"""``aits simulate``: the batched engine (eager and compiled), second-order energy scaling, the
+--target-error search, the learned policy from a checkpoint trained here, the JSON report and the plot."""
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+import os
 
 import pytest
 import torch
@@ -12,9 +14,12 @@ from typer.testing import CliRunner
 
 from aits import registry
 from aits.cli import app
+from aits.config import ModelConfig
 from aits.interfaces import DtPolicy
+from aits.model import Policy
 from aits.physics import Gravity, kepler
 from aits.physics.initial import cluster
+from aits.simulation import engine
 from aits.simulation.engine import EnergyMeter, PolicySpec, Setup, integrate
 from aits.simulation.search import search
 from aits.simulation.setup import make_setup, period_of
@@ -116,6 +121,78 @@ def test_baselines_at_equal_accuracy_match_the_reference_figures():
     steps = {name: search(setup, spec(name), 1e-4).best.steps for name in ("fixed", "freefall")}
     assert steps["fixed"] == pytest.approx(10_400 / 10, rel=0.05)
     assert steps["freefall"] == pytest.approx(4_750 / 10, rel=0.06)
+
+
+@pytest.fixture(scope="module")
+def remembering() -> PolicySpec:
+    """The learned policy around an untrained network with a history window: state kept per run."""
+    torch.manual_seed(0)
+    adapter = registry.get_registry().get("features", "history")(Gravity(), history_len=3)
+    return spec("learned", model=Policy(adapter, ModelConfig()).double().eval())
+
+
+SCALES = torch.linspace(0.5, 2.0, 37, dtype=torch.float64)  # 37: as many as a fine search round, one compiled graph
+
+
+@pytest.fixture(scope="module", params=["aot_eager", pytest.param("inductor", marks=pytest.mark.skipif(
+    os.environ.get("AITS_TEST_COMPILE") != "1", reason="set AITS_TEST_COMPILE=1 to compile with inductor"))])
+def backend(request):
+    """The compiled loop with the ``aot_eager`` backend (seconds), or inductor (a C++ compile, ~30 s);
+    3 steps per call (a smaller graph, and checks every 128 steps fall inside a chunk)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(torch, "compile", functools.partial(torch.compile, backend=request.param))
+        patch.setattr(engine, "CHUNK", 3)
+        engine.compiled_chunk.cache_clear()
+        yield request.param
+    engine.compiled_chunk.cache_clear()
+
+
+def test_the_compiled_loop_matches_the_eager_one_to_rounding(backend, remembering, monkeypatch):
+    setup = binary(0.7, periods=0.5).repeat(len(SCALES))
+    eager = integrate(setup, remembering, SCALES, record=True, compiled=False)
+    fast = integrate(setup, remembering, SCALES, record=True, compiled=True)
+    monkeypatch.setattr(engine, "COMPILE_PAYS_S", 0.0)  # auto: compiles at the first check
+    auto = integrate(setup, remembering, SCALES, record=True)
+    assert eager.compile_time_s == 0 and fast.compile_time_s > 0 and auto.compile_time_s > 0
+    for out in (fast, auto):
+        for a, b in zip(eager.rows, out.rows):
+            assert (b.steps, b.status, b.end_time) == (a.steps, a.status, a.end_time)
+            assert b.max_error == pytest.approx(a.max_error, rel=1e-9)
+            assert b.final_error == pytest.approx(a.final_error, rel=1e-6, abs=1e-15)
+        assert out.trace.row(3)["error"].max().item() == pytest.approx(out.rows[3].max_error)
+
+
+def test_a_compiled_search_finds_the_same_passing_setting_and_cheaper_failing_one(backend, remembering):
+    setup, target = binary(0.7, periods=0.5), 1e-3
+    eager = search(setup, remembering, target)
+    assert eager.rounds == 1 and eager.candidates == len(SCALES)
+    fast = search(setup, remembering, target, guess=eager.estimate, compiled=True)  # the same candidates
+    assert fast.candidates == len(SCALES)
+    assert (fast.best.value, fast.best.steps) == (eager.best.value, eager.best.steps)
+    assert fast.best.passes(target) and fast.failing is not None
+    assert fast.failing.max_error > target and fast.failing.steps < fast.best.steps
+    assert (fast.failing.value, fast.failing.steps) == (eager.failing.value, eager.failing.steps)
+
+
+class HostSynced(DtPolicy):
+    """A fixed step that reads a tensor on the host: marked compilable, but torch.compile cannot
+    trace it as one graph."""
+
+    name = "host_synced"
+    parameter = "dt"
+    default = 0.1
+    compilable = True
+
+    def dt(self, s):
+        return self.value * float(s.time.min() >= 0)
+
+
+def test_a_loop_that_fails_to_compile_runs_eagerly_with_a_one_line_warning():
+    setup, policy, value = binary(0.5), PolicySpec("host_synced", HostSynced), torch.tensor([0.1], dtype=torch.float64)
+    with pytest.warns(RuntimeWarning, match=r"compile: torch\.compile failed \(\w+: .*\); the simulation runs eagerly"):
+        out = integrate(setup, policy, value, compiled=True)
+    assert out.compile_time_s == 0
+    assert out.rows == integrate(setup, policy, value).rows
 
 
 @pytest.fixture(scope="module")

@@ -24,8 +24,10 @@ class BuiltinPolicy(DtPolicy):
 
     ``select(rows)`` keeps only the systems ``rows``; the simulation engine calls it, when a policy
     has it, to stop integrating systems it no longer needs (a policy with per-system state must
-    select that state too).
+    select that state too). All built-ins are ``compilable``.
     """
+
+    compilable = True
 
     def __init__(self, value: torch.Tensor, gravity: Gravity, integrator: Integrator) -> None:
         super().__init__(value, gravity, integrator)

@@ -31,6 +31,9 @@ GOpt = Annotated[float, typer.Option("--G", help="Gravitational constant.")]
 SofteningOpt = Annotated[float, typer.Option("--softening", help="Plummer softening length.")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for random initial conditions.")]
 MaxStepsOpt = Annotated[int, typer.Option("--max-steps", help="Step cap for any one run.")]
+CompileOpt = Annotated[Optional[bool], typer.Option(
+    "--compile/--no-compile", help="Compile the integration loop (torch.compile): 5-30x faster steps after "
+    "5-60 s of compilation. Default: only runs that are long enough to gain.")]
 PlotOpt = Annotated[Optional[Path], typer.Option("--plot",
                                                  help="Write a figure (PNG): |dE/E0| and dt vs time, orbit.")]
 
@@ -40,7 +43,8 @@ def simulate_cli(system: SystemOpt = "kepler_binary", param: ParamOpt = None, ch
                  policy: PolicyOpt = None, option: OptionOpt = None, target_error: TargetOpt = None,
                  periods: PeriodsOpt = None, time: TimeOpt = None, integrator: IntegratorOpt = "leapfrog",
                  G: GOpt = 1.0, softening: SofteningOpt = 0.0, seed: SeedOpt = 0, max_steps: MaxStepsOpt = 5_000_000,
-                 as_json: JsonOpt = False, plot: PlotOpt = None, device: DeviceOpt = None) -> None:
+                 as_json: JsonOpt = False, plot: PlotOpt = None, device: DeviceOpt = None,
+                 compile: CompileOpt = None) -> None:
     """Integrate a system with dt policies; report steps, energy error, drifts and wall time of each."""
     from rich.console import Console
 
@@ -65,7 +69,7 @@ def simulate_cli(system: SystemOpt = "kepler_binary", param: ParamOpt = None, ch
     choices = choose_policies(policy, option, checkpoint)
     err = Console(stderr=True, highlight=False)
     report = compare(setup, info, choices, target_error=target_error, max_steps=max_steps,
-                     progress=lambda message: err.print(f"[dim]{message}[/]"))
+                     progress=lambda message: err.print(f"[dim]{message}[/]"), compiled=compile)
     if plot is not None:
         from aits.plotting import plot_report
 

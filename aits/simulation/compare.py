@@ -87,23 +87,26 @@ def finite_json(x: Any) -> Any:
     return x
 
 
-def run_at(setup: Setup, spec: PolicySpec, value: float, max_steps: int, label: str | None = None) -> Entry:
+def run_at(setup: Setup, spec: PolicySpec, value: float, max_steps: int, label: str | None = None,
+           compiled: bool | None = None) -> Entry:
     """One solo run at ``value``, with its trace and measured wall time."""
-    out = integrate(setup, spec, torch.tensor([value], dtype=torch.float64), max_steps=max_steps, record=True)
+    out = integrate(setup, spec, torch.tensor([value], dtype=torch.float64), max_steps=max_steps, record=True,
+                    compiled=compiled)
     return Entry(label or spec.name, spec, out.rows[0], out.wall_time_s, trace=out.trace.row(0))
 
 
 def run_searched(setup: Setup, spec: PolicySpec, target: float, guess: float | None, max_steps: int,
-                 order: int) -> Entry:
+                 order: int, compiled: bool | None = None) -> Entry:
     """The cheapest setting that meets ``target``; its solo wall time is measured on up to
-    ``TIMING_STEPS`` steps and scaled to its step count."""
+    ``TIMING_STEPS`` steps and scaled to its step count (compilation counted once)."""
     try:
-        found = search(setup, spec, target, order=order, guess=guess, max_steps=max_steps)
+        found = search(setup, spec, target, order=order, guess=guess, max_steps=max_steps, compiled=compiled)
     except SearchFailed as exc:
         return Entry(spec.name, spec, None, error=str(exc))
     best = found.best
     timing = integrate(setup, spec, torch.tensor([best.value], dtype=torch.float64),
-                       max_steps=min(best.steps, TIMING_STEPS))
+                       max_steps=min(best.steps, TIMING_STEPS), compiled=compiled)
+    stepping = timing.wall_time_s - timing.compile_time_s
     failing = found.failing
     info = {
         "estimate": found.estimate, "rounds": found.rounds, "candidates": found.candidates,
@@ -111,14 +114,16 @@ def run_searched(setup: Setup, spec: PolicySpec, target: float, guess: float | N
         "cheaper_failing": None if failing is None else
         {"value": failing.value, "steps": failing.steps, "max_rel_energy_error": failing.max_error},
     }
-    return Entry(spec.name, spec, best, timing.wall_time_s * best.steps / max(timing.iterations, 1),
+    return Entry(spec.name, spec, best, timing.compile_time_s + stepping * best.steps / max(timing.iterations, 1),
                  best.steps > TIMING_STEPS, info, found.trace)
 
 
 def compare(setup: Setup, info: SystemInfo, choices: list[PolicyChoice], *, target_error: float | None = None,
-            max_steps: int = DEFAULT_MAX_STEPS, progress: Callable[[str], None] | None = None) -> Report:
+            max_steps: int = DEFAULT_MAX_STEPS, progress: Callable[[str], None] | None = None,
+            compiled: bool | None = None) -> Report:
     """Every choice at its value (or default); with ``target_error``, each searched for equal
-    accuracy (a given value is the search's first guess) and the learned policy also unscaled."""
+    accuracy (a given value is the search's first guess) and the learned policy also unscaled.
+    ``compiled``: see :func:`~aits.simulation.engine.integrate` (None: long runs only)."""
     say = progress or (lambda message: None)
     order = int(getattr(setup.integrator, "order", 2))
     for choice in choices:  # construction errors (a missing checkpoint, bad options) before any work
@@ -128,11 +133,11 @@ def compare(setup: Setup, info: SystemInfo, choices: list[PolicyChoice], *, targ
         spec = choice.spec
         if target_error is None:
             say(f"{spec.name}: integrating")
-            entries.append(run_at(setup, spec, choice.value or spec.default, max_steps))
+            entries.append(run_at(setup, spec, choice.value or spec.default, max_steps, compiled=compiled))
             continue
         say(f"{spec.name}: searching {spec.parameter} for max |dE/E0| <= {target_error:g}")
-        entries.append(run_searched(setup, spec, target_error, choice.value, max_steps, order))
+        entries.append(run_searched(setup, spec, target_error, choice.value, max_steps, order, compiled))
         if spec.name == LEARNED:
             say(f"{spec.name}: integrating unscaled")
-            entries.append(run_at(setup, spec, 1.0, max_steps, label=f"{LEARNED} (unscaled)"))
+            entries.append(run_at(setup, spec, 1.0, max_steps, label=f"{LEARNED} (unscaled)", compiled=compiled))
     return Report(info, getattr(setup.integrator, "name", type(setup.integrator).__name__), target_error, entries)

@@ -53,11 +53,12 @@ def next_cheaper_failing(rows: list[RowResult], target: float, best: RowResult) 
     return max(failing, key=lambda r: (r.steps, -r.value)) if failing else None
 
 
-def pilot_estimate(setup: Setup, spec: PolicySpec, target: float, order: int, max_steps: int) -> float:
+def pilot_estimate(setup: Setup, spec: PolicySpec, target: float, order: int, max_steps: int,
+                   compiled: bool | None = None) -> float:
     """A first estimate of the parameter value that just meets ``target``."""
     values = spec.default * 2.0 ** torch.tensor(list(PILOT_EXPONENTS), dtype=torch.float64)
     loose = max(target, min(target * PILOT_LOOSENESS**order, 1e-2))
-    out = integrate(setup.repeat(len(values)), spec, values, stop_below=loose, max_steps=max_steps)
+    out = integrate(setup.repeat(len(values)), spec, values, stop_below=loose, max_steps=max_steps, compiled=compiled)
     pick = cheapest_passing(out.rows, loose)
     if pick is None:
         raise SearchFailed(_no_setting(spec, target, float(values.min()), float(values.max()), out.hit_max_steps,
@@ -78,19 +79,20 @@ def _exponent(rows: list[RowResult], pick: RowResult, order: int) -> float:
 
 
 def search(setup: Setup, spec: PolicySpec, target: float, *, order: int = 2, guess: float | None = None,
-           max_steps: int = DEFAULT_MAX_STEPS, grid: int = 48) -> SearchResult:
-    """The cheapest setting of ``spec``'s parameter with max |dE/E0| <= ``target`` (see module doc)."""
+           max_steps: int = DEFAULT_MAX_STEPS, grid: int = 48, compiled: bool | None = None) -> SearchResult:
+    """The cheapest setting of ``spec``'s parameter with max |dE/E0| <= ``target`` (see module doc);
+    ``compiled`` as in :func:`~aits.simulation.engine.integrate`."""
     if not target > 0:
         raise UserError(f"--target-error must be > 0, got {target}")
     start = time.perf_counter()
-    estimate = guess if guess is not None else pilot_estimate(setup, spec, target, order, max_steps)
+    estimate = guess if guess is not None else pilot_estimate(setup, spec, target, order, max_steps, compiled)
     ratio = 2.0 ** (1.0 / grid)
     values = estimate * ratio ** torch.arange(-(grid // 2), grid // 4 + 1, dtype=torch.float64)
     tried: list[RowResult] = []
     best, trace = None, None
     for rounds in range(1, MAX_ROUNDS + 1):
         out = integrate(setup.repeat(len(values)), spec, values, stop_below=target, drop_above=target,
-                        max_steps=max_steps, record=True)
+                        max_steps=max_steps, record=True, compiled=compiled)
         tried += out.rows
         found = cheapest_passing(out.rows, target)
         if found is not None and (best is None or (found.steps, -found.value) < (best.steps, -best.value)):
