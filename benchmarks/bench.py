@@ -419,7 +419,7 @@ def simulate_engine(args, clock, tr: Trainer, n: int, batch: int) -> tuple[dict,
     t0 = time.perf_counter()
     run()  # calibrate: calls of ~0.2 s, so the per-call set-up is amortised as in a long run
     per_step = (time.perf_counter() - t0) / plan["steps"]
-    steps = max(1, min(51200, round(0.2 / max(per_step, 1e-7))))
+    steps = max(CHUNK if compiled else 1, min(51200, round(0.2 / max(per_step, 1e-7))))  # a compiled call: CHUNK steps
     plan.update(steps=steps if steps < 128 else 128 * round(steps / 128), check_every=min(128, steps))
     how = f"compiled, {CHUNK} steps per call" if compiled else "eager"
     label = f"aits.simulation.engine.integrate (learned policy, energy every step, host check every 128 steps; {how})"
@@ -512,8 +512,8 @@ class Results:
         return None if c is None or c.get("skipped") else c["rate"]
 
 
-def speedup(res: Results, net: str, n: int, m: int, ref: str = "part2_ref") -> float | None:
-    fast, slow = res.rate(net, "part2", n, m), res.rate(net, ref, n)
+def speedup(res: Results, net: str, n: int, m: int, ref: str = "part2_ref", kind: str = "part2") -> float | None:
+    fast, slow = res.rate(net, kind, n, m), res.rate(net, ref, n)
     return fast / slow if fast and slow else None
 
 
@@ -618,11 +618,16 @@ def report(args, res: Results, nets: list[str]) -> tuple[str, dict]:
         values = {"speedup512": speedup(res, net, 2, 512), "part1_retrain": res.rate(net, "part1_retrain", 2, p1b),
                   "simulate1": res.rate(net, "simulate", 2, 1)}
         lines = []
+        compiled = {"part1_retrain": res.rate(net, "part1_retrain_compiled", 2, p1b),  # with config key compile
+                    "speedup512": speedup(res, net, 2, 512, kind="part2_compiled")}  # against the eager reference
         for desc, key, goal in TARGETS:
-            v = values[key]
+            v, vc = values[key], compiled.get(key)
             status = "not measured" if v is None else "MET" if v >= goal else "MISSED"
-            checks.append({"target": desc, "goal": goal, "value": v, "status": status})
-            lines.append(f"  {status:12s} {desc}: {'-' if v is None else f'{v:,.0f}'} (goal >= {goal:,.0f})")
+            if status == "MISSED" and vc is not None and vc >= goal:
+                status = "MET compiled"
+            checks.append({"target": desc, "goal": goal, "value": v, "compiled": vc, "status": status})
+            also = "" if vc is None else f"; compiled {vc:,.0f}"
+            lines.append(f"  {status:12s} {desc}: {'-' if v is None else f'{v:,.0f}'}{also} (goal >= {goal:,.0f})")
         step_ratio = speedup(res, net, 2, 512, "part2_ref_step")
         if step_ratio is not None:
             lines.append(f"  (info)       Part 2 at minibatch 512 vs the reference with an optimizer step per sample: "
