@@ -2,8 +2,8 @@
 """aits performance benchmark: Part 1, Part 2 (with a per-sample reference loop), simulation,
 peak memory and how the cost grows with the batch size B and the number of bodies N.
 
-    python benchmarks/bench.py                      # full run (a few minutes on 2 CPU cores)
-    python benchmarks/bench.py --quick              # smoke test, < 1 minute
+    python benchmarks/bench.py                      # full run (about 10 minutes on 2 CPU cores; 16 with --compile)
+    python benchmarks/bench.py --quick              # smoke test, 1-2 minutes (the simulate cells compile first)
     python benchmarks/bench.py --json out.json      # also write every measurement as JSON
     python benchmarks/bench.py --device cuda        # on a GPU (skips cleanly without CUDA)
 
@@ -643,7 +643,7 @@ def report(args, res: Results, nets: list[str]) -> tuple[str, dict]:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="a small subset for smoke testing (< 1 minute)")
+    p.add_argument("--quick", action="store_true", help="a small subset for smoke testing (1-2 minutes)")
     p.add_argument("--json", metavar="PATH", help="write every measurement as JSON to PATH ('-' = stdout)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu); skips cleanly without CUDA")
     p.add_argument("--threads", type=int, help="torch CPU threads, also passed as the config key threads "
