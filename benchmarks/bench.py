@@ -2,7 +2,7 @@
 """aits performance benchmark: Part 1, Part 2 (with a per-sample reference loop), simulation,
 peak memory and how the cost grows with the batch size B and the number of bodies N.
 
-    python benchmarks/bench.py                      # full run (about 10 minutes on 2 CPU cores; 16 with --compile)
+    python benchmarks/bench.py                      # full run (16 minutes on 2 CPU cores with --compile; less without)
     python benchmarks/bench.py --quick              # smoke test, 1-2 minutes (the simulate cells compile first)
     python benchmarks/bench.py --json out.json      # also write every measurement as JSON
     python benchmarks/bench.py --device cuda        # on a GPU (skips cleanly without CUDA)
