@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import warnings
 
 import torch
 
@@ -15,6 +16,13 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"device {name!r} requested but no CUDA device is available (use --device cpu or auto)")
     return torch.device(name)
+
+
+def warn_compile_failed(exc: Exception, what: str, stacklevel: int = 3) -> None:
+    """The one-line warning when ``torch.compile`` fails and ``what`` goes on eagerly."""
+    reason = (str(exc).strip().splitlines() or [""])[0][:200]
+    warnings.warn(f"compile: torch.compile failed ({type(exc).__name__}: {reason}); {what} runs eagerly",
+                  RuntimeWarning, stacklevel=stacklevel + 1)
 
 
 def resolve_dtype(name: str) -> torch.dtype:

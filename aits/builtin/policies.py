@@ -16,6 +16,7 @@ from aits.errors import UserError
 from aits.hookspecs import hookimpl
 from aits.interfaces import DtPolicy, Integrator, push_history
 from aits.physics import Gravity, Systems
+from aits.physics.gravity import pair_masks
 from aits.simulation.pairs import Pairs
 
 
@@ -132,7 +133,7 @@ def derivatives(pos: torch.Tensor, vel: torch.Tensor, mass: torch.Tensor,
     A3 = G m j / r^3 - 9 alpha A2 - 9 beta A1 - 3 gamma A0.
     """
     r, r2 = gravity.separations(pos)  # r[b, i, j] = x_j - x_i
-    eye = torch.eye(pos.shape[1], dtype=torch.bool, device=pos.device)
+    eye, _ = pair_masks(pos.shape[1], pos.device)
     inv_r2 = (1.0 / r2.masked_fill(eye, 1.0)).masked_fill_(eye, 0.0)
     gm_r3 = (gravity.G * mass[:, None, :] * inv_r2 * inv_r2.sqrt())[..., None]  # (B, N, N, 1)
 

@@ -13,7 +13,6 @@ import functools
 import inspect
 import math
 import time
-import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Iterator, NamedTuple
@@ -24,6 +23,7 @@ from aits.errors import UserError
 from aits.interfaces import DtPolicy, Integrator
 from aits.physics import Gravity, Systems
 from aits.physics.gravity import angular_momentum, momentum
+from aits.runtime import warn_compile_failed
 from aits.simulation.pairs import Pairs
 
 DEFAULT_MAX_STEPS = 5_000_000
@@ -289,15 +289,11 @@ class _Body:
         # Copies: torch.compile would take tensors created outside inference mode, or the same tensor
         # passed twice (e_hi, e_lo), for other inputs than those of the following calls and recompile.
         c = Carry(Systems(*(x.clone() for x in c.s.tensors())), *(x.clone() for x in c[1:]))
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*lru_cache")  # dynamo traces through pair_masks' cache
-            try:
-                return compiled_chunk()(self.policy, self.meter, c)
-            except Exception as exc:  # any failure to compile: the eager loop still works
-                reason = (str(exc).strip().splitlines() or [""])[0][:200]
-                warnings.warn(f"compile: torch.compile failed ({type(exc).__name__}: {reason}); the simulation runs "
-                              "eagerly", RuntimeWarning, stacklevel=4)
-                return None
+        try:
+            return compiled_chunk()(self.policy, self.meter, c)
+        except Exception as exc:  # any failure to compile: the eager loop still works
+            warn_compile_failed(exc, "the simulation", stacklevel=4)
+            return None
 
 
 def _worth_compiling(c: Carry, t_end: torch.Tensor, seconds: float, iterations: int, steps_left: int) -> bool:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
@@ -20,7 +19,8 @@ from aits.interfaces import push_history
 from aits.model import Policy
 from aits.physics import Gravity, Systems
 from aits.physics.gravity import relative_energy_error
-from aits.runtime import resolve_device, resolve_dtype, restore_rng_state, rng_state, seed_everything
+from aits.runtime import (resolve_device, resolve_dtype, restore_rng_state, rng_state, seed_everything,
+                          warn_compile_failed)
 from aits.training.buffer import ReplayBuffer
 from aits.training.optim import ClippedAdam
 
@@ -93,9 +93,7 @@ class CompiledOrEager:
 
     def _fall_back(self, exc: Exception) -> None:
         self.compiled = None
-        reason = (str(exc).strip().splitlines() or [""])[0][:200]
-        warnings.warn(f"compile: torch.compile failed ({type(exc).__name__}: {reason}); training runs eagerly",
-                      RuntimeWarning, stacklevel=3)
+        warn_compile_failed(exc, "training")
 
 
 class Trainer:
