@@ -11,7 +11,17 @@ from aits.config import ModelConfig
 from aits.interfaces import FeatureAdapter
 from aits.physics import Gravity, Systems
 
-ACTIVATION = {"tanh": nn.Tanh, "silu": nn.SiLU, "relu": nn.ReLU, "gelu": nn.GELU}
+
+
+class Tanh(nn.Module):
+    """``tanh``; while compiling written as ``2 sigmoid(2x) - 1`` (equal to rounding), which
+    inductor's float64 CPU code runs about 4x faster than its own ``tanh``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 2 * torch.sigmoid(2 * x) - 1 if torch.compiler.is_compiling() else torch.tanh(x)
+
+
+ACTIVATION = {"tanh": Tanh, "silu": nn.SiLU, "relu": nn.ReLU, "gelu": nn.GELU}
 
 
 class DtNet(nn.Module):

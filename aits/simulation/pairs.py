@@ -32,4 +32,5 @@ class Pairs:
 
     def freefall_time(self, pos: torch.Tensor) -> torch.Tensor:
         """The shortest pair free-fall time sqrt(r^3 / G (m_i + m_j)) of each system (B,)."""
-        return (self.distance2(pos).pow(1.5) / self.gm_sum).amin(1).sqrt()
+        r2 = self.distance2(pos)
+        return (r2 * r2.sqrt() / self.gm_sum).amin(1).sqrt()
