@@ -7,6 +7,7 @@ The suite compiles with the ``aot_eager`` backend (dynamo + AOT autograd, second
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import os
@@ -78,9 +79,9 @@ def test_compiled_training_matches_eager_as_one_graph(monkeypatch: pytest.Monkey
     assert_same_run(eager, compiled)
     assert sum(m["part1"]["rejected"] for m in compiled.metrics) > 0  # the retrain path ran too
     assert not counters["graph_break"]
-    # fixed shapes: Part 1 and Part 2 share a graph when B = M; with history, Part 2's 16 and
-    # then 32 samples are padded to the minibatch of 64: one more graph, not one per size
-    assert counters["stats"]["unique_graphs"] == (1 if not extra else 2)
+    # fixed shapes: one graph for Part 1's step, one for the whole Part 2 iteration; with history,
+    # Part 2's 16 and then 32 samples are padded to the minibatch of 64, not a graph per size
+    assert counters["stats"]["unique_graphs"] == 2
 
 
 def test_compiled_step_cuts_the_gradient_of_nonfinite_rows_without_a_branch(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -129,3 +130,26 @@ def test_a_failed_compilation_falls_back_to_eager_with_a_one_line_warning(monkey
         fallen_back = run("compile=true")
     assert len(caught) == 1 and "\n" not in str(caught[0].message)
     assert_same_run(eager, fallen_back, exact=True)
+
+
+@pytest.mark.parametrize("case", ["all-done", "nonfinite-gradient"])
+def test_compiled_part2_skips_the_update_where_eager_does(monkeypatch: pytest.MonkeyPatch, case: str) -> None:
+    """The compiled Part 2 iteration computes its update in the graph and applies it only where the
+    eager loop would step: not on a minibatch whose samples are all done, nor on a non-finite gradient."""
+    with_backend(monkeypatch, "aot_eager")
+    extra = ["training.energy_threshold=1e300", "training.done_criterion=gate"] if case == "all-done" else []
+    for compile_ in ("false", "true"):
+        trainer = Trainer(small_config(*TINY, f"compile={compile_}", "training.max_generalize_iters=3", *extra))
+        trainer.collect()
+        if case == "nonfinite-gradient":  # zero loss, infinite gradient, and no sample ever done
+            monkeypatch.setattr(trainer, "loss_fn", lambda rel_dE, config: (rel_dE - rel_dE.detach()).sqrt())
+            never = dataclasses.replace(trainer.config.training, energy_threshold=1e-290, E_lower=1e-300)
+            trainer.config = dataclasses.replace(trainer.config, training=never)
+        before = [t.clone() for t in (trainer.optimizer.flat, trainer.optimizer.exp_avg, trainer.optimizer.exp_avg_sq)]
+        steps = trainer.counters.optimizer_steps, trainer.optimizer.steps
+        stats = trainer.generalize()
+        assert stats["iterations"] == (1 if case == "all-done" else 3)
+        assert stats["converged"] == (case == "all-done")
+        after = (trainer.optimizer.flat, trainer.optimizer.exp_avg, trainer.optimizer.exp_avg_sq)
+        assert all(torch.equal(a, b) for a, b in zip(before, after))
+        assert (trainer.counters.optimizer_steps, trainer.optimizer.steps) == steps

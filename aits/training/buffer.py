@@ -42,17 +42,24 @@ class ReplayBuffer:
         self.cursor = (self.cursor + k) % self.capacity
         self.size = min(self.size + k, self.capacity)
 
-    def sample(self, count: int, generator: torch.Generator,
-               pad: bool = False) -> tuple[Systems, torch.Tensor, torch.Tensor]:
-        """``min(count, size)`` distinct random samples: (states, their energies, their history windows).
+    def indices(self, count: int, generator: torch.Generator, pad: bool = False) -> torch.Tensor:
+        """Slots of ``min(count, size)`` distinct random samples.
 
-        With ``pad``, always ``count`` rows: when the buffer holds fewer, the distinct samples come
+        With ``pad``, always ``count`` slots: when the buffer holds fewer, the distinct samples come
         first and repeat to fill the rest (fixed shapes for a compiled step)."""
         idx = torch.randperm(self.size, generator=generator)[:count]
         if pad and 0 < idx.numel() < count:
             idx = idx.repeat(-(-count // idx.numel()))[:count]
-        idx = idx.to(self.data["pos"].device)
-        d = {name: t[idx] for name, t in self.data.items()}
+        return idx.to(self.data["pos"].device)
+
+    def sample(self, count: int, generator: torch.Generator,
+               pad: bool = False) -> tuple[Systems, torch.Tensor, torch.Tensor]:
+        """The samples of :meth:`indices`: (states, their energies, their history windows)."""
+        return self.gather(self.indices(count, generator, pad))
+
+    def gather(self, idx: torch.Tensor) -> tuple[Systems, torch.Tensor, torch.Tensor]:
+        """The samples in slots ``idx``: (states, their energies, their history windows)."""
+        d = {name: self.data[name][idx] for name in ("pos", "vel", "mass", "acc", "energy", "history")}
         s = Systems(d["pos"], d["vel"], d["mass"], d["acc"], torch.zeros_like(d["energy"]))
         return s, d["energy"], d["history"]
 

@@ -32,12 +32,12 @@ class ClippedAdam:
         self.exp_avg = torch.zeros_like(self.flat)
         self.exp_avg_sq = torch.zeros_like(self.flat)
         self.steps = 0
-        self.grads = self._views(self.grad)
-        for p, data, grad in zip(self.params, self._views(self.flat), self.grads):
+        self.grads = self.views(self.grad)
+        for p, data, grad in zip(self.params, self.views(self.flat), self.grads):
             p.data, p.grad = data, grad
 
-    def _views(self, flat: torch.Tensor) -> list[torch.Tensor]:
-        """``flat`` cut into tensors shaped like the parameters."""
+    def views(self, flat: torch.Tensor) -> list[torch.Tensor]:
+        """``flat`` (or a tensor shaped like it) cut into tensors shaped like the parameters."""
         return [part.view_as(p) for part, p in zip(flat.split([p.numel() for p in self.params]), self.params)]
 
     @property
@@ -47,7 +47,7 @@ class ClippedAdam:
             return {}
         step = torch.tensor(float(self.steps))
         return {p: {"step": step, "exp_avg": m, "exp_avg_sq": v}
-                for p, m, v in zip(self.params, self._views(self.exp_avg), self._views(self.exp_avg_sq))}
+                for p, m, v in zip(self.params, self.views(self.exp_avg), self.views(self.exp_avg_sq))}
 
     def zero_grad(self) -> None:
         self.grad.zero_()
@@ -57,19 +57,24 @@ class ClippedAdam:
         if any(p.grad is not g for p, g in zip(self.params, self.grads)):
             raise RuntimeError("a parameter's .grad was replaced (e.g. by Module.zero_grad()); "
                                "clear gradients with ClippedAdam.zero_grad()")
-        norm = float(torch.linalg.vector_norm(self.grad))
-        if not math.isfinite(norm):
+        norm = torch.linalg.vector_norm(self.grad)
+        if not math.isfinite(float(norm)):
             return False
-        clip = self.max_norm / (norm + 1e-6)  # as clip_grad_norm_
-        if clip < 1:
-            self.grad.mul_(clip)
-        beta1, beta2 = self.betas
         self.steps += 1
-        self.exp_avg.lerp_(self.grad, 1 - beta1)
-        self.exp_avg_sq.mul_(beta2).addcmul_(self.grad, self.grad, value=1 - beta2)
-        denom = (self.exp_avg_sq.sqrt() / math.sqrt(1 - beta2**self.steps)).add_(self.eps)
-        self.flat.addcdiv_(self.exp_avg, denom, value=-self.lr / (1 - beta1**self.steps))
+        self.update(self.flat, self.grad, self.exp_avg, self.exp_avg_sq, norm, self.steps)
         return True
+
+    def update(self, flat: torch.Tensor, grad: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor,
+               norm: torch.Tensor, step: int | torch.Tensor) -> None:
+        """In place: clip ``grad`` (of norm ``norm``) to ``max_norm``, then Adam's update number ``step``
+        of ``flat`` and the moments. Branch-free, so that it also runs inside a compiled graph (where
+        ``step`` is a 0-d tensor)."""
+        beta1, beta2 = self.betas
+        grad.mul_((self.max_norm / (norm + 1e-6)).clamp(max=1.0))  # as clip_grad_norm_
+        exp_avg.lerp_(grad, 1 - beta1)
+        exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        denom = (exp_avg_sq.sqrt() / (1 - beta2**step) ** 0.5).add_(self.eps)
+        flat.sub_(exp_avg / denom * (self.lr / (1 - beta1**step)))
 
     def state_dict(self) -> dict:
         state = {i: {k: v.clone() for k, v in s.items()} for i, s in enumerate(self.state.values())}
@@ -85,5 +90,5 @@ class ClippedAdam:
         state = state_dict["state"]
         self.steps = int(next(iter(state.values()))["step"]) if state else 0
         for name, flat in (("exp_avg", self.exp_avg), ("exp_avg_sq", self.exp_avg_sq)):
-            for i, view in enumerate(self._views(flat)):
+            for i, view in enumerate(self.views(flat)):
                 view.copy_(state[i][name] if state else 0)

@@ -72,24 +72,24 @@ def median(x: torch.Tensor) -> float:
 
 
 class CompiledOrEager:
-    """``fn`` compiled by ``torch.compile`` for fixed shapes (one graph per input shape); if compiling
-    fails (e.g. no C++ compiler), a one-line warning and ``fn`` run eagerly from then on."""
+    """Functions compiled by ``torch.compile`` for fixed shapes (one graph per input shape); if
+    compiling one fails (e.g. no C++ compiler), a one-line warning and all run eagerly from then on."""
 
-    def __init__(self, fn: Callable[..., tuple[torch.Tensor, ...]]) -> None:
-        self.eager = fn
-        self.compiled: Callable[..., tuple[torch.Tensor, ...]] | None = None
+    def __init__(self, *fns: Callable[..., tuple[torch.Tensor, ...]]) -> None:
+        self.compiled: dict[Callable, Callable] | None = None
         try:
-            self.compiled = torch.compile(fn, dynamic=False)
+            self.compiled = {fn: torch.compile(fn, dynamic=False) for fn in fns}
         except Exception as exc:
             self._fall_back(exc)
 
-    def __call__(self, *args: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def run(self, fn: Callable[..., tuple[torch.Tensor, ...]], *args: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """``fn(*args)``, compiled unless compiling has failed."""
         if self.compiled is not None:
             try:
-                return self.compiled(*args)
+                return self.compiled[fn](*args)
             except Exception as exc:
                 self._fall_back(exc)
-        return self.eager(*args)
+        return fn(*args)
 
     def _fall_back(self, exc: Exception) -> None:
         self.compiled = None
@@ -114,6 +114,7 @@ class Trainer:
         adapter = plugins.get("features", config.features.adapter)(self.gravity, history_len=config.features.history_len)
         self.policy = Policy(adapter, config.model).to(self.device, self.dtype)
         self.optimizer = ClippedAdam(self.policy.parameters(), config.training.learning_rate, config.training.grad_clip)
+        self._parameter_names = [name for name, _ in self.policy.named_parameters()]
         self.systems = self._initial_systems(plugins)
         self.energy = self.gravity.energy(self.systems)
         self.history = adapter.empty_history(self.systems)
@@ -123,12 +124,15 @@ class Trainer:
         self.epoch = 0
         self.metrics: list[dict] = []
         self.counters = Counters()
-        # compile: the per-step loss computation compiled for fixed shapes (Part 2 pads short minibatches)
-        self._evaluate = CompiledOrEager(self._step_and_loss) if config.compile else self._step_and_loss
+        # compile: the per-step loss computation and the whole Part 2 iteration, for fixed shapes
+        self._compiled = CompiledOrEager(self._step_and_loss, self._generalize_step) if config.compile else None
 
     @property
     def adapter(self):
         return self.policy.adapter
+
+    def _run(self, fn: Callable[..., tuple[torch.Tensor, ...]], *args: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self._compiled.run(fn, *args) if self._compiled else fn(*args)
 
     def _initial_systems(self, plugins: registry.Registry) -> Systems:
         from aits.physics.initial import make_systems
@@ -145,22 +149,30 @@ class Trainer:
         non-finite counters (default: all)."""
         if self.policy.training:
             self.policy.eval()  # the gate judges the deployed, deterministic policy
-        result = self._result(self._evaluate(*s.tensors(), energy, history))
-        steps = 1  # counted as the eager path takes them: the step is retaken when a row was not finite
-        if not result.all_finite:
-            nonfinite = ~result.finite if counted is None else ~result.finite & counted
-            self.counters.nonfinite_steps += int(nonfinite.sum())
-            steps = 2
+        result = self._result(self._run(self._step_and_loss, *s.tensors(), energy, history))
         rows = s.batch if counted is None else int(counted.sum())
-        self.counters.force_evaluations += self.integrator.force_evaluations * rows * steps
+        nonfinite = 0
+        if not result.all_finite:
+            nonfinite = int((~result.finite if counted is None else ~result.finite & counted).sum())
+        self._count_step(rows, nonfinite, not result.all_finite)
         return result
+
+    def _count_step(self, rows: int, nonfinite_rows: int, retaken: bool) -> None:
+        """Count one batched step of ``rows`` counted systems as the eager path takes it: retaken when
+        a row was not finite."""
+        self.counters.nonfinite_steps += nonfinite_rows
+        self.counters.force_evaluations += self.integrator.force_evaluations * rows * (2 if retaken else 1)
 
     def _step_and_loss(self, pos: torch.Tensor, vel: torch.Tensor, mass: torch.Tensor, acc: torch.Tensor,
                        time: torch.Tensor, energy: torch.Tensor, history: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Policy, one step, energy error and per-sample loss as a pure function of tensors: what the
         config key ``compile`` compiles."""
         s = Systems(pos, vel, mass, acc, time)
-        dt, log_ratio = self.policy(s, history)
+        return self._step_outcome(s, energy, *self.policy(s, history))
+
+    def _step_outcome(self, s: Systems, energy: torch.Tensor, dt: torch.Tensor,
+                      log_ratio: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The step with the policy's ``dt``, its energy error and per-sample loss, as tensors."""
         r = self._step(s, energy, dt, log_ratio)
         if torch.compiler.is_compiling() or not r.all_finite:
             # Retake the step with the graph of the non-finite rows cut, so that their NaN/inf cannot
@@ -265,21 +277,82 @@ class Trainer:
         if self.buffer.size == 0:
             return stats
         n = min(cfg.replay_batch_size, self.buffer.size)  # distinct samples; with fixed shapes, padded rows follow
+        iterate = self._generalize_iteration_compiled if self._compiled else self._generalize_iteration
         for iteration in range(1, cfg.max_generalize_iters + 1):
-            s, energy, history = self.buffer.sample(cfg.replay_batch_size, self.rng, pad=self.config.compile)
-            counted = None if s.batch == n else torch.arange(s.batch, device=self.device) < n
-            r = self.evaluate(s, energy, history, counted)
-            gate = (r.finite & (r.rel_dE < cfg.energy_threshold))[:n]
-            done = gate & (r.rel_dE[:n] >= cfg.E_lower) if cfg.done_criterion == "band" else gate
-            stats.update(iterations=iteration, pass_rate=float(done.double().mean()),
-                         gate_pass_rate=float(gate.double().mean()),
-                         dt_over_tau_median=math.exp(median(r.log_ratio[:n].detach())))
+            n_done, n_gate, log_ratio = iterate(n)
+            stats.update(iterations=iteration, pass_rate=n_done / n, gate_pass_rate=n_gate / n)
             self.reporter.part2_progress(iteration, stats["pass_rate"])
-            if bool(done.all()):
+            if n_done == n:
                 stats["converged"] = True
                 break
-            self.optimise(r.losses[:n].mean())
+        stats["dt_over_tau_median"] = math.exp(median(log_ratio))
         return stats
+
+    def _done(self, finite: torch.Tensor, rel_dE: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Part 2's verdict per sample: (done, within the gate)."""
+        cfg = self.config.training
+        gate = finite & (rel_dE < cfg.energy_threshold)
+        return (gate & (rel_dE >= cfg.E_lower) if cfg.done_criterion == "band" else gate), gate
+
+    def _generalize_iteration(self, n: int) -> tuple[int, int, torch.Tensor]:
+        """One Part 2 iteration on ``n`` distinct samples: evaluate, and an optimizer step unless all
+        are done. Returns (done, within the gate, their log(dt / tau))."""
+        s, energy, history = self.buffer.sample(self.config.training.replay_batch_size, self.rng)
+        r = self.evaluate(s, energy, history)
+        done, gate = self._done(r.finite, r.rel_dE)
+        n_done = int(done.sum())
+        if n_done < n:
+            self.optimise(r.losses.mean())
+        return n_done, int(gate.sum()), r.log_ratio.detach()
+
+    def _generalize_iteration_compiled(self, n: int) -> tuple[int, int, torch.Tensor]:
+        """:meth:`_generalize_iteration` as one compiled call of :meth:`_generalize_step` (the minibatch
+        padded to ``replay_batch_size``), and one read of its counts."""
+        if self.policy.training:
+            self.policy.eval()
+        size = self.config.training.replay_batch_size
+        idx = self.buffer.indices(size, self.rng, pad=True)
+        weight = (torch.arange(size, device=self.device) < n).to(self.dtype) / n
+        opt = self.optimizer
+        step = torch.tensor(opt.steps + 1, dtype=self.dtype, device=self.device)
+        counts, log_ratio = self._run(self._generalize_step, opt.flat, opt.exp_avg, opt.exp_avg_sq, step, idx, weight)
+        n_done, n_gate, n_nonfinite, retaken, updated = counts.tolist()
+        self._count_step(n, n_nonfinite, bool(retaken))
+        if updated:
+            opt.steps += 1
+            self.counters.optimizer_steps += 1
+        return n_done, n_gate, log_ratio[:n]
+
+    def _generalize_step(self, flat: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor,
+                         step: torch.Tensor, idx: torch.Tensor, weight: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """One Part 2 iteration as a function of tensors (what ``compile`` compiles into one graph): the
+        samples in replay slots ``idx``, their step and losses as in :meth:`_step_and_loss`, the gradient
+        of ``sum(weight * loss)`` (``torch.func``) and :meth:`ClippedAdam.update` number ``step``, applied
+        in place unless every counted sample (``weight > 0``) is done or the gradient is not finite.
+
+        Returns the counted samples' (done, within the gate, not finite), whether the step was retaken
+        and whether the update was applied, as one tensor; and every sample's log(dt / tau)."""
+        s, energy, history = self.buffer.gather(idx)
+
+        def weighted_loss(params: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+            named = dict(zip(self._parameter_names, self.optimizer.views(params)))
+            dt, log_ratio = torch.func.functional_call(self.policy, named, (s, history))
+            out = self._step_outcome(s, energy, dt, log_ratio)
+            return (weight * out[-1]).sum(), out
+
+        grad, out = torch.func.grad(weighted_loss, has_aux=True)(flat)
+        rel_dE, log_ratio, finite = out[6], out[8], out[9]
+        counted = weight > 0
+        done, gate = self._done(finite, rel_dE)
+        norm = torch.linalg.vector_norm(grad)
+        apply = torch.isfinite(norm) & ~(done | ~counted).all()
+        updated = [flat.clone(), exp_avg.clone(), exp_avg_sq.clone()]
+        self.optimizer.update(updated[0], grad, updated[1], updated[2], norm, step)
+        for old, new in zip((flat, exp_avg, exp_avg_sq), updated):
+            old.copy_(torch.where(apply, new, old))
+        counts = torch.stack([(done & counted).sum(), (gate & counted).sum(), (~finite & counted).sum(),
+                              (~finite).any().long(), apply.long()])
+        return counts, log_ratio.detach()
 
     # --- epochs ----------------------------------------------------------------------------------
 
