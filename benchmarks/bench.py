@@ -217,17 +217,7 @@ def part1_cells(args, clock, hidden, n, batch, emit) -> None:
 
     # the real collect loop, every step rejected, stopped by the retrain cap (calls of ~0.1 s)
     cap = max(2, min(50, round(0.1 / result["s_per_iter"])))
-    tr = Trainer(build_config(args, hidden, n, batch, max_retrain_steps=cap, **NEVER))
-
-    def reject():
-        try:
-            tr.collect()
-        except RunFailed as exc:
-            if "max_retrain_steps" not in str(exc):
-                raise
-            return cap, cap
-        raise RuntimeError("collect() accepted a step through a gate nothing should pass")
-
+    reject = reject_fn(Trainer(build_config(args, hidden, n, batch, max_retrain_steps=cap, **NEVER)), cap)
     emit("part1_reject", tag, **measure(clock, reject, args.min_time, args.warmup), unit="iterations")
 
     # the real collect loop, every step accepted: evaluate + accept
@@ -252,6 +242,21 @@ def retrain_fn(tr: Trainer) -> Callable[[], tuple[int, int]]:
     return retrain
 
 
+def reject_fn(tr: Trainer, cap: int) -> Callable[[], tuple[int, int]]:
+    """``Trainer.collect()`` with a gate nothing passes, stopped after ``cap`` rejections by the
+    trainer's ``max_retrain_steps`` (which must be ``cap``)."""
+    def reject():
+        try:
+            tr.collect()
+        except RunFailed as exc:
+            if "max_retrain_steps" not in str(exc):
+                raise
+            return cap, cap
+        raise RuntimeError("collect() accepted a step through a gate nothing should pass")
+
+    return reject
+
+
 def generalize_fn(tr: Trainer, m: int) -> Callable[[], tuple[int, int]]:
     """``Trainer.generalize()`` over a buffer no minibatch of which converges."""
     def generalize():
@@ -272,17 +277,20 @@ def filled_trainer(config, n: int, capacity: int) -> Trainer:
 
 
 def compiled_cells(args, clock, hidden, n, emit) -> None:
-    """--compile: Part 1 retrain and Part 2 at M = 512 with the config key compile on; the first call,
-    where compilation happens, is timed apart (compile_s)."""
+    """--compile: Part 1 rejections and Part 2 at M = 512 with the config key compile on, each
+    iteration one compiled graph; the first call, where compilation happens, is timed apart (compile_s).
+    The compiled Part 1 row times the real collect loop with every step rejected (as P1 reject): its
+    retrain iteration exists only inside that loop."""
     def timed(kind: str, tag: dict, fn: Callable[[], tuple[int, int]], unit: str) -> None:
         t0 = time.perf_counter()
         fn()
         compile_s = time.perf_counter() - t0
         emit(kind, tag, **measure(clock, fn, args.min_time, args.warmup), compile_s=compile_s, unit=unit)
 
-    batch = args.part1_batch[0]
-    config = dataclasses.replace(build_config(args, hidden, n, batch), compile=True)
-    timed("part1_retrain_compiled", {"bodies": n, "batch": batch}, retrain_fn(Trainer(config)), "iterations")
+    batch, cap = args.part1_batch[0], 50
+    config = build_config(args, hidden, n, batch, max_retrain_steps=cap, **NEVER)
+    timed("part1_retrain_compiled", {"bodies": n, "batch": batch},
+          reject_fn(Trainer(dataclasses.replace(config, compile=True)), cap), "iterations")
     m = 512 if 512 in args.minibatch else args.minibatch[-1]
     config = build_config(args, hidden, n, 1, replay_capacity=m, replay_batch_size=m, max_generalize_iters=10, **NEVER)
     tr = filled_trainer(dataclasses.replace(config, compile=True), n, m)

@@ -59,6 +59,14 @@ class StepResult:
     def all_finite(self) -> bool:
         return bool(self.finite.all())
 
+    def tensors(self) -> tuple[torch.Tensor, ...]:
+        return (*self.new.tensors(), self.energy, self.rel_dE, self.dt, self.log_ratio, self.finite, self.losses)
+
+    @classmethod
+    def of(cls, tensors: tuple[torch.Tensor, ...]) -> StepResult:
+        """The inverse of :meth:`tensors`."""
+        return cls(Systems(*tensors[:5]), *tensors[5:])
+
 
 @dataclass
 class Counters:
@@ -72,8 +80,9 @@ def median(x: torch.Tensor) -> float:
 
 
 class CompiledOrEager:
-    """Functions compiled by ``torch.compile`` for fixed shapes (one graph per input shape); if
-    compiling one fails (e.g. no C++ compiler), a one-line warning and all run eagerly from then on."""
+    """Functions compiled by ``torch.compile`` for fixed shapes (one graph per input shape). If
+    compiling one fails (e.g. no C++ compiler): a one-line warning, and :meth:`run` returns None from
+    then on, so that the caller takes its eager path."""
 
     def __init__(self, *fns: Callable[..., tuple[torch.Tensor, ...]]) -> None:
         self.compiled: dict[Callable, Callable] | None = None
@@ -82,14 +91,14 @@ class CompiledOrEager:
         except Exception as exc:
             self._fall_back(exc)
 
-    def run(self, fn: Callable[..., tuple[torch.Tensor, ...]], *args: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """``fn(*args)``, compiled unless compiling has failed."""
+    def run(self, fn: Callable[..., tuple[torch.Tensor, ...]], *args: torch.Tensor) -> tuple[torch.Tensor, ...] | None:
+        """Compiled ``fn(*args)``; None once compiling has failed."""
         if self.compiled is not None:
             try:
                 return self.compiled[fn](*args)
             except Exception as exc:
                 self._fall_back(exc)
-        return fn(*args)
+        return None
 
     def _fall_back(self, exc: Exception) -> None:
         self.compiled = None
@@ -124,15 +133,12 @@ class Trainer:
         self.epoch = 0
         self.metrics: list[dict] = []
         self.counters = Counters()
-        # compile: the per-step loss computation and the whole Part 2 iteration, for fixed shapes
-        self._compiled = CompiledOrEager(self._step_and_loss, self._generalize_step) if config.compile else None
+        # compile: a Part 1 and a Part 2 iteration, each one graph for fixed shapes
+        self._compiled = CompiledOrEager(self._collect_step, self._generalize_step) if config.compile else None
 
     @property
     def adapter(self):
         return self.policy.adapter
-
-    def _run(self, fn: Callable[..., tuple[torch.Tensor, ...]], *args: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return self._compiled.run(fn, *args) if self._compiled else fn(*args)
 
     def _initial_systems(self, plugins: registry.Registry) -> Systems:
         from aits.physics.initial import make_systems
@@ -147,44 +153,70 @@ class Trainer:
         """Predict dt, take one step, measure the relative energy error and the per-sample loss, for
         every system; ``counted`` (B,) marks the rows that count in the force-evaluation and
         non-finite counters (default: all)."""
-        if self.policy.training:
-            self.policy.eval()  # the gate judges the deployed, deterministic policy
-        result = self._result(self._run(self._step_and_loss, *s.tensors(), energy, history))
-        rows = s.batch if counted is None else int(counted.sum())
-        nonfinite = 0
-        if not result.all_finite:
-            nonfinite = int((~result.finite if counted is None else ~result.finite & counted).sum())
-        self._count_step(rows, nonfinite, not result.all_finite)
+        self._deploy()
+        result = self._outcome(s, energy, *self.policy(s, history))
+        self._count(result, counted)
         return result
 
+    def _deploy(self) -> None:
+        if self.policy.training:
+            self.policy.eval()  # the gate judges the deployed, deterministic policy
+
+    def _count(self, r: StepResult, counted: torch.Tensor | None = None) -> None:
+        """Count one batched step as the eager path takes it (retaken when a row was not finite);
+        ``counted`` (B,) marks the rows that count (default: all)."""
+        rows = r.finite.numel() if counted is None else int(counted.sum())
+        nonfinite = 0 if r.all_finite else int((~r.finite if counted is None else ~r.finite & counted).sum())
+        self._count_step(rows, nonfinite, not r.all_finite)
+
     def _count_step(self, rows: int, nonfinite_rows: int, retaken: bool) -> None:
-        """Count one batched step of ``rows`` counted systems as the eager path takes it: retaken when
-        a row was not finite."""
         self.counters.nonfinite_steps += nonfinite_rows
         self.counters.force_evaluations += self.integrator.force_evaluations * rows * (2 if retaken else 1)
 
-    def _step_and_loss(self, pos: torch.Tensor, vel: torch.Tensor, mass: torch.Tensor, acc: torch.Tensor,
-                       time: torch.Tensor, energy: torch.Tensor, history: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """Policy, one step, energy error and per-sample loss as a pure function of tensors: what the
-        config key ``compile`` compiles."""
-        s = Systems(pos, vel, mass, acc, time)
-        return self._step_outcome(s, energy, *self.policy(s, history))
-
-    def _step_outcome(self, s: Systems, energy: torch.Tensor, dt: torch.Tensor,
-                      log_ratio: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """The step with the policy's ``dt``, its energy error and per-sample loss, as tensors."""
+    def _outcome(self, s: Systems, energy: torch.Tensor, dt: torch.Tensor, log_ratio: torch.Tensor) -> StepResult:
+        """The step with the policy's ``dt``, its energy error and per-sample loss."""
         r = self._step(s, energy, dt, log_ratio)
         if torch.compiler.is_compiling() or not r.all_finite:
             # Retake the step with the graph of the non-finite rows cut, so that their NaN/inf cannot
             # reach the gradients (compiled: always, branch-free; the retaken step fuses with the first).
             r = self._step(s, energy, torch.where(r.finite, dt, dt.detach()), log_ratio)
-        # only what a loss reads keeps its graph (compiled: a backward graph with fewer inputs)
-        return (*r.new.detach().tensors(), r.energy.detach(), r.rel_dE, r.dt.detach(), r.log_ratio, r.finite,
-                self.sample_losses(r))
+        r.new, r.energy, r.dt = r.new.detach(), r.energy.detach(), r.dt.detach()  # only what a loss reads keeps its graph
+        r.losses = self.sample_losses(r)
+        return r
 
-    @staticmethod
-    def _result(out: tuple[torch.Tensor, ...]) -> StepResult:
-        return StepResult(Systems(*out[:5]), *out[5:])
+    # --- one compiled training iteration (config key compile) ---------------------------------
+
+    def _train_step(self, flat: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor, step: torch.Tensor,
+                    s: Systems, energy: torch.Tensor, history: torch.Tensor,
+                    weigh: Callable[[StepResult], torch.Tensor]) -> tuple[StepResult, torch.Tensor]:
+        """Inside a compiled graph: the step and losses of :meth:`evaluate`, the gradient of
+        ``sum(w * loss)`` with ``w = weigh(outcome)`` by ``torch.func``, and :meth:`ClippedAdam.update`
+        number ``step`` of the optimizer's tensors, applied in place when some weight is positive and
+        the gradient is finite (the eager loop's conditions). Returns the outcome and whether applied."""
+        def weighted_loss(params: torch.Tensor) -> tuple[torch.Tensor, tuple[tuple[torch.Tensor, ...], torch.Tensor]]:
+            named = dict(zip(self._parameter_names, self.optimizer.views(params)))
+            r = self._outcome(s, energy, *torch.func.functional_call(self.policy, named, (s, history)))
+            w = weigh(r)
+            return (w * r.losses).sum(), (r.tensors(), w)
+
+        grad, (outcome, w) = torch.func.grad(weighted_loss, has_aux=True)(flat)
+        norm = torch.linalg.vector_norm(grad)
+        apply = torch.isfinite(norm) & (w > 0).any()
+        updated = [flat.clone(), exp_avg.clone(), exp_avg_sq.clone()]
+        self.optimizer.update(updated[0], grad, updated[1], updated[2], norm, step)
+        for old, new in zip((flat, exp_avg, exp_avg_sq), updated):
+            old.copy_(torch.where(apply, new, old))
+        return StepResult.of(outcome), apply
+
+    def _optimizer_tensors(self) -> tuple[torch.Tensor, ...]:
+        """The optimizer's tensors and the number of its next update, as :meth:`_train_step` takes them."""
+        opt = self.optimizer
+        return opt.flat, opt.exp_avg, opt.exp_avg_sq, torch.tensor(opt.steps + 1, dtype=self.dtype, device=self.device)
+
+    def _count_update(self, applied: bool) -> None:
+        if applied:
+            self.optimizer.steps += 1
+            self.counters.optimizer_steps += 1
 
     def _step(self, s: Systems, energy: torch.Tensor, dt: torch.Tensor, log_ratio: torch.Tensor) -> StepResult:
         new = self.integrator.step(s, dt, self.gravity)
@@ -226,18 +258,19 @@ class Trainer:
             active = remaining > 0
             if not bool(active.any()):
                 break
-            r = self.evaluate(self.systems, self.energy, self.history, counted=active)
-            ok = active & r.finite & (r.rel_dE < cfg.energy_threshold)
-            failed = active & ~ok
-            recorded += self._accept(ok, r)
-            accepted_err.append(r.rel_dE[ok].detach())
-            accepted_ratio.append(r.log_ratio[ok].detach())
-            remaining -= ok.long()
-            retries.masked_fill_(ok, 0)
-            n_failed = int(failed.sum())
+            r = self._collect_iteration_compiled(active) if self._compiled else self._collect_iteration(active)
+            ok = active & self._passes_gate(r)
+            n_ok = int(ok.sum())
+            if n_ok:
+                recorded += self._accept(ok, r)
+                accepted_err.append(r.rel_dE[ok].detach())
+                accepted_ratio.append(r.log_ratio[ok].detach())
+                remaining -= ok.long()
+                retries.masked_fill_(ok, 0)
+            n_failed = int(active.sum()) - n_ok
             if n_failed == 0:
                 continue
-            self.optimise(r.losses[failed].mean())
+            failed = active & ~ok
             rejected += n_failed
             retrain += 1
             retries += failed.long()
@@ -247,12 +280,50 @@ class Trainer:
                     f"Part 1 retrained {cfg.max_retrain_steps} times on one state without an accepted step "
                     f"(training.max_retrain_steps); the policy cannot reach energy_threshold={cfg.energy_threshold:g}"
                 )
-        errors, ratios = torch.cat(accepted_err), torch.cat(accepted_ratio)
+        empty = self.energy[:0]
+        errors, ratios = torch.cat([empty, *accepted_err]), torch.cat([empty, *accepted_ratio])
         return {
             "accepted": int(errors.numel()), "rejected": rejected, "retrain_iters": retrain, "recorded": recorded,
             "rel_dE_median": median(errors), "rel_dE_max": float(errors.max()) if errors.numel() else math.nan,
             "dt_over_tau_median": math.exp(median(ratios)) if ratios.numel() else math.nan,
         }
+
+    def _passes_gate(self, r: StepResult) -> torch.Tensor:
+        return r.finite & (r.rel_dE < self.config.training.energy_threshold)
+
+    def _collect_iteration(self, active: torch.Tensor) -> StepResult:
+        """One Part 1 iteration: every system's step, then an optimizer step on the mean loss of the
+        ``active`` systems the gate rejects, if any."""
+        r = self.evaluate(self.systems, self.energy, self.history, counted=active)
+        failed = active & ~self._passes_gate(r)
+        if bool(failed.any()):
+            self.optimise(r.losses[failed].mean())
+        return r
+
+    def _collect_iteration_compiled(self, active: torch.Tensor) -> StepResult:
+        """:meth:`_collect_iteration` as one compiled call of :meth:`_collect_step`."""
+        self._deploy()
+        out = self._compiled.run(self._collect_step, *self._optimizer_tensors(), *self.systems.tensors(),
+                                 self.energy, self.history, active)
+        if out is None:
+            return self._collect_iteration(active)
+        r = StepResult.of(out[:-1])
+        self._count(r, active)
+        self._count_update(bool(out[-1]))
+        return r
+
+    def _collect_step(self, flat: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor, step: torch.Tensor,
+                      pos: torch.Tensor, vel: torch.Tensor, mass: torch.Tensor, acc: torch.Tensor, time: torch.Tensor,
+                      energy: torch.Tensor, history: torch.Tensor, active: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """One Part 1 iteration as a function of tensors (compiled into one graph): every system's step,
+        and the optimizer step on the mean loss of the ``active`` systems the gate rejects."""
+        def weigh(r: StepResult) -> torch.Tensor:
+            failed = active & ~self._passes_gate(r)
+            return failed / failed.sum().clamp_min(1)
+
+        r, applied = self._train_step(flat, exp_avg, exp_avg_sq, step, Systems(pos, vel, mass, acc, time), energy,
+                                      history, weigh)
+        return *r.tensors(), applied
 
     def _accept(self, ok: torch.Tensor, r: StepResult) -> int:
         """Advance the systems in ``ok`` (B,); record their pre-step samples unless still warming up."""
@@ -279,7 +350,8 @@ class Trainer:
         n = min(cfg.replay_batch_size, self.buffer.size)  # distinct samples; with fixed shapes, padded rows follow
         iterate = self._generalize_iteration_compiled if self._compiled else self._generalize_iteration
         for iteration in range(1, cfg.max_generalize_iters + 1):
-            n_done, n_gate, log_ratio = iterate(n)
+            idx = self.buffer.indices(cfg.replay_batch_size, self.rng, pad=self._compiled is not None)
+            n_done, n_gate, log_ratio = iterate(n, idx)
             stats.update(iterations=iteration, pass_rate=n_done / n, gate_pass_rate=n_gate / n)
             self.reporter.part2_progress(iteration, stats["pass_rate"])
             if n_done == n:
@@ -288,71 +360,53 @@ class Trainer:
         stats["dt_over_tau_median"] = math.exp(median(log_ratio))
         return stats
 
-    def _done(self, finite: torch.Tensor, rel_dE: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _done(self, r: StepResult) -> tuple[torch.Tensor, torch.Tensor]:
         """Part 2's verdict per sample: (done, within the gate)."""
-        cfg = self.config.training
-        gate = finite & (rel_dE < cfg.energy_threshold)
-        return (gate & (rel_dE >= cfg.E_lower) if cfg.done_criterion == "band" else gate), gate
+        gate = self._passes_gate(r)
+        return (gate & (r.rel_dE >= self.config.training.E_lower) if self.config.training.done_criterion == "band"
+                else gate), gate
 
-    def _generalize_iteration(self, n: int) -> tuple[int, int, torch.Tensor]:
-        """One Part 2 iteration on ``n`` distinct samples: evaluate, and an optimizer step unless all
-        are done. Returns (done, within the gate, their log(dt / tau))."""
-        s, energy, history = self.buffer.sample(self.config.training.replay_batch_size, self.rng)
+    def _generalize_iteration(self, n: int, idx: torch.Tensor) -> tuple[int, int, torch.Tensor]:
+        """One Part 2 iteration on the ``n`` distinct samples in replay slots ``idx[:n]``: evaluate, and
+        an optimizer step unless all are done. Returns (done, within the gate, their log(dt / tau))."""
+        s, energy, history = self.buffer.gather(idx[:n])
         r = self.evaluate(s, energy, history)
-        done, gate = self._done(r.finite, r.rel_dE)
+        done, gate = self._done(r)
         n_done = int(done.sum())
         if n_done < n:
             self.optimise(r.losses.mean())
         return n_done, int(gate.sum()), r.log_ratio.detach()
 
-    def _generalize_iteration_compiled(self, n: int) -> tuple[int, int, torch.Tensor]:
-        """:meth:`_generalize_iteration` as one compiled call of :meth:`_generalize_step` (the minibatch
-        padded to ``replay_batch_size``), and one read of its counts."""
-        if self.policy.training:
-            self.policy.eval()
-        size = self.config.training.replay_batch_size
-        idx = self.buffer.indices(size, self.rng, pad=True)
-        weight = (torch.arange(size, device=self.device) < n).to(self.dtype) / n
-        opt = self.optimizer
-        step = torch.tensor(opt.steps + 1, dtype=self.dtype, device=self.device)
-        counts, log_ratio = self._run(self._generalize_step, opt.flat, opt.exp_avg, opt.exp_avg_sq, step, idx, weight)
-        n_done, n_gate, n_nonfinite, retaken, updated = counts.tolist()
+    def _generalize_iteration_compiled(self, n: int, idx: torch.Tensor) -> tuple[int, int, torch.Tensor]:
+        """:meth:`_generalize_iteration` as one compiled call of :meth:`_generalize_step` on all of
+        ``idx`` (padded to a fixed size), and one read of its counts."""
+        self._deploy()
+        weight = (torch.arange(idx.numel(), device=self.device) < n).to(self.dtype) / n
+        out = self._compiled.run(self._generalize_step, *self._optimizer_tensors(), idx, weight)
+        if out is None:
+            return self._generalize_iteration(n, idx)
+        counts, log_ratio = out
+        n_done, n_gate, n_nonfinite, retaken, applied = counts.tolist()
         self._count_step(n, n_nonfinite, bool(retaken))
-        if updated:
-            opt.steps += 1
-            self.counters.optimizer_steps += 1
+        self._count_update(bool(applied))
         return n_done, n_gate, log_ratio[:n]
 
     def _generalize_step(self, flat: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor,
                          step: torch.Tensor, idx: torch.Tensor, weight: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """One Part 2 iteration as a function of tensors (what ``compile`` compiles into one graph): the
-        samples in replay slots ``idx``, their step and losses as in :meth:`_step_and_loss`, the gradient
-        of ``sum(weight * loss)`` (``torch.func``) and :meth:`ClippedAdam.update` number ``step``, applied
-        in place unless every counted sample (``weight > 0``) is done or the gradient is not finite.
+        """One Part 2 iteration as a function of tensors (compiled into one graph): the samples in replay
+        slots ``idx`` and the optimizer step on their ``weight``-ed loss (only counted samples, weight > 0),
+        unless all of these are done.
 
         Returns the counted samples' (done, within the gate, not finite), whether the step was retaken
         and whether the update was applied, as one tensor; and every sample's log(dt / tau)."""
         s, energy, history = self.buffer.gather(idx)
-
-        def weighted_loss(params: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
-            named = dict(zip(self._parameter_names, self.optimizer.views(params)))
-            dt, log_ratio = torch.func.functional_call(self.policy, named, (s, history))
-            out = self._step_outcome(s, energy, dt, log_ratio)
-            return (weight * out[-1]).sum(), out
-
-        grad, out = torch.func.grad(weighted_loss, has_aux=True)(flat)
-        rel_dE, log_ratio, finite = out[6], out[8], out[9]
         counted = weight > 0
-        done, gate = self._done(finite, rel_dE)
-        norm = torch.linalg.vector_norm(grad)
-        apply = torch.isfinite(norm) & ~(done | ~counted).all()
-        updated = [flat.clone(), exp_avg.clone(), exp_avg_sq.clone()]
-        self.optimizer.update(updated[0], grad, updated[1], updated[2], norm, step)
-        for old, new in zip((flat, exp_avg, exp_avg_sq), updated):
-            old.copy_(torch.where(apply, new, old))
-        counts = torch.stack([(done & counted).sum(), (gate & counted).sum(), (~finite & counted).sum(),
-                              (~finite).any().long(), apply.long()])
-        return counts, log_ratio.detach()
+        r, applied = self._train_step(flat, exp_avg, exp_avg_sq, step, s, energy, history,
+                                      lambda r: weight * ~(self._done(r)[0] | ~counted).all())
+        done, gate = self._done(r)
+        counts = torch.stack([(done & counted).sum(), (gate & counted).sum(), (~r.finite & counted).sum(),
+                              (~r.finite).any().long(), applied.long()])
+        return counts, r.log_ratio.detach()
 
     # --- epochs ----------------------------------------------------------------------------------
 
