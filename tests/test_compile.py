@@ -64,7 +64,8 @@ def assert_same_run(a: Trainer, b: Trainer, exact: bool = False) -> None:
     if exact:
         assert torch.equal(weights(a), weights(b))
     else:
-        assert torch.allclose(weights(a), weights(b), rtol=1e-9, atol=1e-12)
+        # compiled, powers and tanh are written otherwise (equal to rounding); Adam amplifies that a little
+        assert torch.allclose(weights(a), weights(b), rtol=1e-7, atol=1e-9)
     assert a.counters == b.counters
 
 

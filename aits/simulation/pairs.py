@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 
 from aits.physics import Gravity
+from aits.physics.gravity import pow_three_halves
 
 
 class Pairs:
@@ -32,5 +33,4 @@ class Pairs:
 
     def freefall_time(self, pos: torch.Tensor) -> torch.Tensor:
         """The shortest pair free-fall time sqrt(r^3 / G (m_i + m_j)) of each system (B,)."""
-        r2 = self.distance2(pos)
-        return (r2 * r2.sqrt() / self.gm_sum).amin(1).sqrt()
+        return (pow_three_halves(self.distance2(pos)) / self.gm_sum).amin(1).sqrt()

@@ -57,24 +57,29 @@ class ClippedAdam:
         if any(p.grad is not g for p, g in zip(self.params, self.grads)):
             raise RuntimeError("a parameter's .grad was replaced (e.g. by Module.zero_grad()); "
                                "clear gradients with ClippedAdam.zero_grad()")
-        norm = torch.linalg.vector_norm(self.grad)
-        if not math.isfinite(float(norm)):
+        norm = float(torch.linalg.vector_norm(self.grad))
+        if not math.isfinite(norm):
             return False
         self.steps += 1
-        self.update(self.flat, self.grad, self.exp_avg, self.exp_avg_sq, norm, self.steps)
+        self.update(self.flat, self.grad, self.exp_avg, self.exp_avg_sq, self.clip_factor(norm), self.steps)
         return True
 
+    def clip_factor(self, norm: float | torch.Tensor) -> float | torch.Tensor:
+        """The factor ``clip_grad_norm_`` scales a gradient of norm ``norm`` by."""
+        clip = self.max_norm / (norm + 1e-6)
+        return clip.clamp(max=1.0) if isinstance(clip, torch.Tensor) else min(clip, 1.0)
+
     def update(self, flat: torch.Tensor, grad: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor,
-               norm: torch.Tensor, step: int | torch.Tensor) -> None:
-        """In place: clip ``grad`` (of norm ``norm``) to ``max_norm``, then Adam's update number ``step``
-        of ``flat`` and the moments. Branch-free, so that it also runs inside a compiled graph (where
-        ``step`` is a 0-d tensor)."""
+               clip: float | torch.Tensor, step: int | torch.Tensor) -> None:
+        """In place: scale ``grad`` by ``clip``, then Adam's update number ``step`` of ``flat`` and the
+        moments. Branch-free: inside a compiled graph ``clip`` and ``step`` are 0-d tensors."""
         beta1, beta2 = self.betas
-        grad.mul_((self.max_norm / (norm + 1e-6)).clamp(max=1.0))  # as clip_grad_norm_
+        grad.mul_(clip)
         exp_avg.lerp_(grad, 1 - beta1)
         exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-        denom = (exp_avg_sq.sqrt() / (1 - beta2**step) ** 0.5).add_(self.eps)
-        flat.sub_(exp_avg / denom * (self.lr / (1 - beta1**step)))
+        bias2 = 1 - beta2**step
+        denom = (exp_avg_sq.sqrt() / (bias2.sqrt() if isinstance(bias2, torch.Tensor) else math.sqrt(bias2))).add_(self.eps)
+        flat.sub_(exp_avg * (self.lr / (1 - beta1**step)) / denom)  # rounded as addcdiv_ would
 
     def state_dict(self) -> dict:
         state = {i: {k: v.clone() for k, v in s.items()} for i, s in enumerate(self.state.values())}

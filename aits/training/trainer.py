@@ -203,7 +203,7 @@ class Trainer:
         norm = torch.linalg.vector_norm(grad)
         apply = torch.isfinite(norm) & (w > 0).any()
         updated = [flat.clone(), exp_avg.clone(), exp_avg_sq.clone()]
-        self.optimizer.update(updated[0], grad, updated[1], updated[2], norm, step)
+        self.optimizer.update(updated[0], grad, updated[1], updated[2], self.optimizer.clip_factor(norm), step)
         for old, new in zip((flat, exp_avg, exp_avg_sq), updated):
             old.copy_(torch.where(apply, new, old))
         return StepResult.of(outcome), apply
