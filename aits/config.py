@@ -80,6 +80,7 @@ class TrainingConfig:
     replay_capacity: int = 100_000
     replay_batch_size: int = 512
     max_generalize_iters: int = 20
+    max_chunk_pairs: int = 1_048_576
     done_criterion: str = "band"
     grad_clip: float = 1.0
     nonfinite_penalty: float = 100.0
@@ -96,6 +97,7 @@ class TrainingConfig:
         _check(self.replay_capacity >= 1, "training.replay_capacity", "must be >= 1")
         _check(self.replay_batch_size >= 1, "training.replay_batch_size", "must be >= 1")
         _check(self.max_generalize_iters >= 0, "training.max_generalize_iters", "must be >= 0")
+        _check(self.max_chunk_pairs >= 1, "training.max_chunk_pairs", "must be >= 1")
         _check(self.done_criterion in DONE_CRITERIA, "training.done_criterion", f"must be one of {', '.join(DONE_CRITERIA)}")
         _check(self.grad_clip > 0, "training.grad_clip", "must be > 0")
         _check(self.nonfinite_penalty > 0, "training.nonfinite_penalty", "must be > 0")

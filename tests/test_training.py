@@ -165,3 +165,53 @@ def test_training_on_a_three_body_system_runs_and_stays_finite():
     assert metrics["part1"]["accepted"] == 20
     assert torch.isfinite(_weights(trainer)).all()
     assert math.isfinite(metrics["part2"]["pass_rate"])
+
+
+def _metrics_close(a: list[dict], b: list[dict]) -> bool:
+    def close(x: object, y: object) -> bool:
+        if isinstance(x, dict):
+            return x.keys() == y.keys() and all(close(x[k], y[k]) for k in x if k != "wall_time_s")
+        if isinstance(x, float):
+            return math.isclose(x, y, rel_tol=1e-9) or (math.isnan(x) and math.isnan(y))
+        return x == y
+
+    return len(a) == len(b) and all(close(x, y) for x, y in zip(a, b))
+
+
+def test_chunked_iterations_bound_the_pairs_evaluated_at_once_and_give_the_same_training():
+    """A batch over training.max_chunk_pairs is evaluated chunk by chunk with the gradients summed:
+    the same updates to rounding, Part 1 retraining and Part 2 included."""
+    # no clipping, so that the summed gradient is compared as it is (Adam alone hides a constant factor)
+    config = ["system.params.count=10", "model.init_dt_fraction=0.3", "training.replay_batch_size=16",
+              "training.grad_clip=1e9"]
+    whole = Trainer(small_config(*config))
+    chunked = Trainer(small_config(*config, "training.max_chunk_pairs=12"))  # 3 two-body systems per chunk
+    sizes = []
+    evaluate = chunked.evaluate
+    chunked.evaluate = lambda s, *args, **kw: sizes.append(s.batch) or evaluate(s, *args, **kw)
+    for trainer in (whole, chunked):
+        for _ in range(2):
+            trainer.run_epoch()
+    assert max(sizes) == 3 and sum(m["part1"]["rejected"] for m in whole.metrics) > 0
+    assert _metrics_close(whole.metrics, chunked.metrics), (whole.metrics, chunked.metrics)
+    assert torch.allclose(_weights(whole), _weights(chunked), rtol=1e-9, atol=1e-12)
+    assert whole.counters == chunked.counters
+
+
+def test_chunked_part2_gradient_is_the_whole_minibatch_gradient():
+    # a timid policy: every sample below E_lower, none done, so both take their optimizer step
+    config = ["model.init_dt_fraction=1e-4", "training.steps_per_epoch=2", "training.grad_clip=1e9"]
+    whole, chunked = Trainer(small_config(*config)), Trainer(small_config(*config, "training.max_chunk_pairs=20"))
+    for trainer in (whole, chunked):
+        trainer.collect()
+    idx = whole.buffer.indices(16, torch.Generator().manual_seed(0))
+    for trainer in (whole, chunked):
+        assert trainer._generalize_iteration(16, idx)[0] == 0
+    assert torch.allclose(whole.optimizer.grad, chunked.optimizer.grad, rtol=1e-9, atol=1e-15)
+
+
+def test_zero_generalize_iterations_skip_part2():
+    trainer = Trainer(small_config("training.max_generalize_iters=0"))
+    part2 = trainer.run_epoch()["part2"]
+    assert part2["iterations"] == 0 and not part2["converged"] and math.isnan(part2["dt_over_tau_median"])
+    assert trainer.counters.optimizer_steps == 0  # the default policy passes the gate: no Part 1 retraining

@@ -239,8 +239,21 @@ class Trainer:
         """One optimizer step; a non-finite gradient is skipped so the weights never become NaN."""
         self.optimizer.zero_grad()
         loss.backward()
+        self._optimizer_step()
+
+    def _optimizer_step(self) -> None:
         if self.optimizer.step():
             self.counters.optimizer_steps += 1
+
+    def _compile(self, rows: int) -> bool:
+        """Whether an iteration over ``rows`` systems runs compiled: with ``compile`` on, when they fit
+        one chunk (chunked iterations run eagerly)."""
+        return self._compiled is not None and len(self._chunks(rows)) == 1
+
+    def _chunks(self, rows: int) -> list[slice]:
+        """``rows`` systems cut into chunks of at most ``training.max_chunk_pairs`` body pairs."""
+        size = max(1, self.config.training.max_chunk_pairs // self.systems.bodies**2)
+        return [slice(start, min(start + size, rows)) for start in range(0, rows, size)]
 
     # --- Part 1 ----------------------------------------------------------------------------------
 
@@ -253,12 +266,13 @@ class Trainer:
         retries = torch.zeros(self.systems.batch, dtype=torch.int64, device=self.device)
         accepted_err, accepted_ratio = [], []
         rejected = retrain = recorded = 0
+        iterate = self._collect_iteration_compiled if self._compile(self.systems.batch) else self._collect_iteration
         while True:
             # the whole batch is evaluated (fixed shapes); the finished systems are masked out
             active = remaining > 0
             if not bool(active.any()):
                 break
-            r = self._collect_iteration_compiled(active) if self._compiled else self._collect_iteration(active)
+            r = iterate(active)
             ok = active & self._passes_gate(r)
             n_ok = int(ok.sum())
             if n_ok:
@@ -294,11 +308,32 @@ class Trainer:
     def _collect_iteration(self, active: torch.Tensor) -> StepResult:
         """One Part 1 iteration: every system's step, then an optimizer step on the mean loss of the
         ``active`` systems the gate rejects, if any."""
+        chunks = self._chunks(self.systems.batch)
+        if len(chunks) > 1:
+            return self._collect_iteration_chunked(active, chunks)
         r = self.evaluate(self.systems, self.energy, self.history, counted=active)
         failed = active & ~self._passes_gate(r)
         if bool(failed.any()):
             self.optimise(r.losses[failed].mean())
         return r
+
+    def _collect_iteration_chunked(self, active: torch.Tensor, chunks: list[slice]) -> StepResult:
+        """:meth:`_collect_iteration` one chunk of systems at a time: each chunk's rejected losses are
+        backpropagated before the next is evaluated, and the summed gradient divided by their count."""
+        self.optimizer.zero_grad()
+        parts, n_failed = [], 0
+        for rows in chunks:
+            r = self.evaluate(self.systems.index(rows), self.energy[rows], self.history[rows], counted=active[rows])
+            failed = active[rows] & ~self._passes_gate(r)
+            k = int(failed.sum())
+            if k:
+                r.losses[failed].sum().backward()
+                n_failed += k
+            parts.append([t.detach() for t in r.tensors()])
+        if n_failed:
+            self.optimizer.grad.div_(n_failed)
+            self._optimizer_step()
+        return StepResult.of(tuple(torch.cat(ts) for ts in zip(*parts)))
 
     def _collect_iteration_compiled(self, active: torch.Tensor) -> StepResult:
         """:meth:`_collect_iteration` as one compiled call of :meth:`_collect_step`."""
@@ -348,9 +383,11 @@ class Trainer:
         if self.buffer.size == 0:
             return stats
         n = min(cfg.replay_batch_size, self.buffer.size)  # distinct samples; with fixed shapes, padded rows follow
-        iterate = self._generalize_iteration_compiled if self._compiled else self._generalize_iteration
+        compiled = self._compile(cfg.replay_batch_size)
+        iterate = self._generalize_iteration_compiled if compiled else self._generalize_iteration
+        log_ratio = self.energy[:0]  # none when max_generalize_iters is 0
         for iteration in range(1, cfg.max_generalize_iters + 1):
-            idx = self.buffer.indices(cfg.replay_batch_size, self.rng, pad=self._compiled is not None)
+            idx = self.buffer.indices(cfg.replay_batch_size, self.rng, pad=compiled)
             n_done, n_gate, log_ratio = iterate(n, idx)
             stats.update(iterations=iteration, pass_rate=n_done / n, gate_pass_rate=n_gate / n)
             self.reporter.part2_progress(iteration, stats["pass_rate"])
@@ -369,6 +406,9 @@ class Trainer:
     def _generalize_iteration(self, n: int, idx: torch.Tensor) -> tuple[int, int, torch.Tensor]:
         """One Part 2 iteration on the ``n`` distinct samples in replay slots ``idx[:n]``: evaluate, and
         an optimizer step unless all are done. Returns (done, within the gate, their log(dt / tau))."""
+        chunks = self._chunks(n)
+        if len(chunks) > 1:
+            return self._generalize_iteration_chunked(idx[:n], chunks)
         s, energy, history = self.buffer.gather(idx[:n])
         r = self.evaluate(s, energy, history)
         done, gate = self._done(r)
@@ -376,6 +416,22 @@ class Trainer:
         if n_done < n:
             self.optimise(r.losses.mean())
         return n_done, int(gate.sum()), r.log_ratio.detach()
+
+    def _generalize_iteration_chunked(self, slots: torch.Tensor, chunks: list[slice]) -> tuple[int, int, torch.Tensor]:
+        """:meth:`_generalize_iteration` one chunk of samples at a time, each chunk's share of the mean
+        loss backpropagated before the next is evaluated."""
+        self.optimizer.zero_grad()
+        n_done = n_gate = 0
+        ratios = []
+        for rows in chunks:
+            r = self.evaluate(*self.buffer.gather(slots[rows]))
+            (r.losses.sum() / slots.numel()).backward()
+            done, gate = self._done(r)
+            n_done, n_gate = n_done + int(done.sum()), n_gate + int(gate.sum())
+            ratios.append(r.log_ratio.detach())
+        if n_done < slots.numel():
+            self._optimizer_step()
+        return n_done, n_gate, torch.cat(ratios)
 
     def _generalize_iteration_compiled(self, n: int, idx: torch.Tensor) -> tuple[int, int, torch.Tensor]:
         """:meth:`_generalize_iteration` as one compiled call of :meth:`_generalize_step` on all of
