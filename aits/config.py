@@ -114,7 +114,7 @@ class RunConfig:
     device: str = "cpu"
     threads: int = 1  # CPU threads for torch (0 = torch's default); small systems run fastest on one
     dtype: str = "float64"
-    compile: bool = False  # torch.compile the per-step loss computation (fixed shapes)
+    compile: bool = False  # torch.compile each Part 1 and Part 2 iteration into one graph (fixed shapes)
     integrator: str = "leapfrog"
     physics: PhysicsConfig = field(default_factory=PhysicsConfig)
     system: SystemConfig = field(default_factory=SystemConfig)
