@@ -184,40 +184,6 @@ class Trainer:
         r.losses = self.sample_losses(r)
         return r
 
-    # --- one compiled training iteration (config key compile) ---------------------------------
-
-    def _train_step(self, flat: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor, step: torch.Tensor,
-                    s: Systems, energy: torch.Tensor, history: torch.Tensor,
-                    weigh: Callable[[StepResult], torch.Tensor]) -> tuple[StepResult, torch.Tensor]:
-        """Inside a compiled graph: the step and losses of :meth:`evaluate`, the gradient of
-        ``sum(w * loss)`` with ``w = weigh(outcome)`` by ``torch.func``, and :meth:`ClippedAdam.update`
-        number ``step`` of the optimizer's tensors, applied in place when some weight is positive and
-        the gradient is finite (the eager loop's conditions). Returns the outcome and whether applied."""
-        def weighted_loss(params: torch.Tensor) -> tuple[torch.Tensor, tuple[tuple[torch.Tensor, ...], torch.Tensor]]:
-            named = dict(zip(self._parameter_names, self.optimizer.views(params)))
-            r = self._outcome(s, energy, *torch.func.functional_call(self.policy, named, (s, history)))
-            w = weigh(r)
-            return (w * r.losses).sum(), (r.tensors(), w)
-
-        grad, (outcome, w) = torch.func.grad(weighted_loss, has_aux=True)(flat)
-        norm = torch.linalg.vector_norm(grad)
-        apply = torch.isfinite(norm) & (w > 0).any()
-        updated = [flat.clone(), exp_avg.clone(), exp_avg_sq.clone()]
-        self.optimizer.update(updated[0], grad, updated[1], updated[2], self.optimizer.clip_factor(norm), step)
-        for old, new in zip((flat, exp_avg, exp_avg_sq), updated):
-            old.copy_(torch.where(apply, new, old))
-        return StepResult.of(outcome), apply
-
-    def _optimizer_tensors(self) -> tuple[torch.Tensor, ...]:
-        """The optimizer's tensors and the number of its next update, as :meth:`_train_step` takes them."""
-        opt = self.optimizer
-        return opt.flat, opt.exp_avg, opt.exp_avg_sq, torch.tensor(opt.steps + 1, dtype=self.dtype, device=self.device)
-
-    def _count_update(self, applied: bool) -> None:
-        if applied:
-            self.optimizer.steps += 1
-            self.counters.optimizer_steps += 1
-
     def _step(self, s: Systems, energy: torch.Tensor, dt: torch.Tensor, log_ratio: torch.Tensor) -> StepResult:
         new = self.integrator.step(s, dt, self.gravity)
         e_new = self.gravity.energy(new)
@@ -254,6 +220,40 @@ class Trainer:
         """``rows`` systems cut into chunks of at most ``training.max_chunk_pairs`` body pairs."""
         size = max(1, self.config.training.max_chunk_pairs // self.systems.bodies**2)
         return [slice(start, min(start + size, rows)) for start in range(0, rows, size)]
+
+    # --- one compiled training iteration (config key compile) ---------------------------------
+
+    def _train_step(self, flat: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor, step: torch.Tensor,
+                    s: Systems, energy: torch.Tensor, history: torch.Tensor,
+                    weigh: Callable[[StepResult], torch.Tensor]) -> tuple[StepResult, torch.Tensor]:
+        """Inside a compiled graph: the step and losses of :meth:`evaluate`, the gradient of
+        ``sum(w * loss)`` with ``w = weigh(outcome)`` by ``torch.func``, and :meth:`ClippedAdam.update`
+        number ``step`` of the optimizer's tensors, applied in place when some weight is positive and
+        the gradient is finite (the eager loop's conditions). Returns the outcome and whether applied."""
+        def weighted_loss(params: torch.Tensor) -> tuple[torch.Tensor, tuple[tuple[torch.Tensor, ...], torch.Tensor]]:
+            named = dict(zip(self._parameter_names, self.optimizer.views(params)))
+            r = self._outcome(s, energy, *torch.func.functional_call(self.policy, named, (s, history)))
+            w = weigh(r)
+            return (w * r.losses).sum(), (r.tensors(), w)
+
+        grad, (outcome, w) = torch.func.grad(weighted_loss, has_aux=True)(flat)
+        norm = torch.linalg.vector_norm(grad)
+        apply = torch.isfinite(norm) & (w > 0).any()
+        updated = [flat.clone(), exp_avg.clone(), exp_avg_sq.clone()]
+        self.optimizer.update(updated[0], grad, updated[1], updated[2], self.optimizer.clip_factor(norm), step)
+        for old, new in zip((flat, exp_avg, exp_avg_sq), updated):
+            old.copy_(torch.where(apply, new, old))
+        return StepResult.of(outcome), apply
+
+    def _optimizer_tensors(self) -> tuple[torch.Tensor, ...]:
+        """The optimizer's tensors and the number of its next update, as :meth:`_train_step` takes them."""
+        opt = self.optimizer
+        return opt.flat, opt.exp_avg, opt.exp_avg_sq, torch.tensor(opt.steps + 1, dtype=self.dtype, device=self.device)
+
+    def _count_update(self, applied: bool) -> None:
+        if applied:
+            self.optimizer.steps += 1
+            self.counters.optimizer_steps += 1
 
     # --- Part 1 ----------------------------------------------------------------------------------
 
