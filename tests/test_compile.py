@@ -156,3 +156,21 @@ def test_compiled_part2_skips_the_update_where_eager_does(monkeypatch: pytest.Mo
         after = (trainer.optimizer.flat, trainer.optimizer.exp_avg, trainer.optimizer.exp_avg_sq)
         assert all(torch.equal(a, b) for a, b in zip(before, after))
         assert (trainer.counters.optimizer_steps, trainer.optimizer.steps) == steps
+
+
+def test_compiled_resume_from_a_checkpoint_equals_an_uninterrupted_compiled_run(monkeypatch: pytest.MonkeyPatch,
+                                                                               tmp_path) -> None:
+    from aits.training.run import RunDir, run_epochs, save_checkpoint, trainer_from_checkpoint
+
+    with_backend(monkeypatch, "aot_eager")
+    config = [*TINY, "compile=true", "training.epochs=4"]
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    straight = Trainer(small_config(*config))
+    run_epochs(straight, RunDir(tmp_path / "a"), 4)
+    first = Trainer(small_config(*config))
+    run_epochs(first, RunDir(tmp_path / "b"), 2)
+    second = trainer_from_checkpoint(save_checkpoint(first, tmp_path / "b" / "half.pt"))
+    run_epochs(second, RunDir(tmp_path / "b"), 4)
+    assert straight.metrics[-1]["optimizer_steps"] > straight.metrics[1]["optimizer_steps"]  # steps after the resume
+    assert_same_run(straight, second, exact=True)
+    assert second.optimizer.steps == straight.optimizer.steps
