@@ -35,6 +35,17 @@ def test_train_writes_a_run_directory(runner, tmp_path):
     assert (out / "model.pt").is_file()
 
 
+def test_compiled_train_says_it_compiles_first(runner, tmp_path, monkeypatch):
+    import functools
+
+    import torch
+
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="aot_eager"))  # fast
+    result = runner.invoke(app, ["train", "--epochs", "1", "--out", str(tmp_path / "run"), "--set", "compile=true", *SMALL])
+    assert result.exit_code == 0, result.output
+    assert "compile: the first Part 1 and Part 2 iterations build their graphs" in " ".join(result.output.split())
+
+
 def test_collect_then_generalize_then_inspect(runner, tmp_path):
     collected = tmp_path / "collect"
     result = runner.invoke(app, ["collect", "--epochs", "2", "--out", str(collected), *SMALL])

@@ -37,6 +37,9 @@ def start(config: Path | None, sets: list[str], resume: Path | None, out: Path |
         trainer = Trainer(cfg, reporter)  # builds everything (and validates plugin names) before any file is written
         run = runs.new_run_dir(out, command)
     runs.write_config(run, trainer.config)
+    if trainer.config.compile:
+        stderr_console().print("[dim]compile: the first Part 1 and Part 2 iterations build their graphs "
+                               "(seconds to a minute)[/]")
     return trainer, run
 
 
