@@ -12,7 +12,6 @@ from aits.interfaces import FeatureAdapter
 from aits.physics import Gravity, Systems
 
 
-
 class Tanh(nn.Module):
     """``tanh``; while compiling written as ``2 sigmoid(2x) - 1`` (equal to rounding), which
     inductor's float64 CPU code runs about 4x faster than its own ``tanh``."""
