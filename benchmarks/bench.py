@@ -400,7 +400,9 @@ def simulate_engine(args, clock, tr: Trainer, n: int, batch: int) -> tuple[dict,
     energy evaluation per step, host checks every ``check_every`` steps; compiled with
     ``--sim-compile on`` (the compilation is done before the timing and reported as ``compile_s``)."""
     from aits.builtin.policies import Learned
-    from aits.simulation.engine import CHUNK, PolicySpec, Setup, integrate
+    from aits.simulation.chunks import CHUNK
+    from aits.simulation.engine import integrate
+    from aits.simulation.problem import PolicySpec, Setup
 
     s = make_batch(tr, n, batch)
     far = torch.full((batch,), 1e300, dtype=s.time.dtype, device=s.time.device)  # never arrives

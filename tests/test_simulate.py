@@ -19,8 +19,10 @@ from aits.interfaces import DtPolicy
 from aits.model import Policy
 from aits.physics import Gravity, kepler
 from aits.physics.initial import cluster
-from aits.simulation import engine
-from aits.simulation.engine import EnergyMeter, PolicySpec, Setup, integrate
+from aits.simulation import chunks
+from aits.simulation.engine import integrate
+from aits.simulation.problem import PolicySpec, Setup
+from aits.simulation.stepper import EnergyMeter
 from aits.simulation.search import search
 from aits.simulation.setup import make_setup, period_of
 
@@ -141,17 +143,17 @@ def backend(request):
     3 steps per call (a smaller graph, and checks every 128 steps fall inside a chunk)."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(torch, "compile", functools.partial(torch.compile, backend=request.param))
-        patch.setattr(engine, "CHUNK", 3)
-        engine.compiled_chunk.cache_clear()
+        patch.setattr(chunks, "CHUNK", 3)
+        chunks.compiled_chunk.cache_clear()
         yield request.param
-    engine.compiled_chunk.cache_clear()
+    chunks.compiled_chunk.cache_clear()
 
 
 def test_the_compiled_loop_matches_the_eager_one_to_rounding(backend, remembering, monkeypatch):
     setup = binary(0.7, periods=0.5).repeat(len(SCALES))
     eager = integrate(setup, remembering, SCALES, record=True, compiled=False)
     fast = integrate(setup, remembering, SCALES, record=True, compiled=True)
-    monkeypatch.setattr(engine, "COMPILE_PAYS_S", 0.0)  # auto: compiles at the first check
+    monkeypatch.setattr(chunks, "COMPILE_PAYS_S", 0.0)  # auto: compiles at the first check
     auto = integrate(setup, remembering, SCALES, record=True)
     assert eager.compile_time_s == 0 and fast.compile_time_s > 0 and auto.compile_time_s > 0
     for out in (fast, auto):

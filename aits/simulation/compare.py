@@ -9,7 +9,9 @@ from typing import Any, Callable
 
 import torch
 
-from aits.simulation.engine import DEFAULT_MAX_STEPS, PolicySpec, RowResult, Setup, integrate
+from aits.simulation.engine import DEFAULT_MAX_STEPS, integrate
+from aits.simulation.problem import PolicySpec, Setup
+from aits.simulation.results import RowResult
 from aits.simulation.search import SearchFailed, search
 from aits.simulation.setup import LEARNED, PolicyChoice, SystemInfo
 

@@ -21,7 +21,9 @@ from dataclasses import dataclass
 import torch
 
 from aits.errors import UserError
-from aits.simulation.engine import DEFAULT_MAX_STEPS, PolicySpec, RowResult, Setup, integrate
+from aits.simulation.engine import DEFAULT_MAX_STEPS, integrate
+from aits.simulation.problem import PolicySpec, Setup
+from aits.simulation.results import RowResult
 
 PILOT_EXPONENTS = range(-20, 9)
 PILOT_LOOSENESS = 16.0  # the pilot aims at candidates this many times coarser than the answer

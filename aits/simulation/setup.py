@@ -15,7 +15,7 @@ from aits.errors import UserError
 from aits.physics import Gravity, Systems, kepler
 from aits.physics.initial import make_systems
 from aits.runtime import resolve_device
-from aits.simulation.engine import PolicySpec, Setup
+from aits.simulation.problem import PolicySpec, Setup
 
 KNOWN_PERIODS = {"figure_eight": 6.32591398}  # G = 1
 LEARNED = "learned"
