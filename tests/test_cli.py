@@ -102,3 +102,13 @@ def test_plugins_json_lists_the_built_ins(runner):
     listed = {(p["kind"], p["name"]) for p in json.loads(result.output)["plugins"]}
     assert {("integrator", "leapfrog"), ("features", "analytic"), ("features", "history"),
             ("loss", "energy_band"), ("initial_conditions", "binary_batch")} <= listed
+
+
+def test_log_records_stay_one_line_off_a_terminal(runner, tmp_path):
+    result = runner.invoke(app, ["train", "--epochs", "2", "--out", str(tmp_path / "run"), *SMALL],
+                           env={"COLUMNS": "40"})
+    assert result.exit_code == 0, result.output
+    epoch_lines = [line for line in result.output.splitlines() if line.startswith("epoch ")]
+    assert epoch_lines, result.output
+    assert all(" | part2 " in line and line.endswith(tuple("0123456789")) for line in epoch_lines), epoch_lines
+    assert any(line.startswith("policy saved to ") and line.endswith("model.pt") for line in result.output.splitlines())

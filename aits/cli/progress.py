@@ -8,6 +8,15 @@ import time
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+UNWRAPPED = 1_000_000  # the width of a console off a terminal: a log record is never broken across lines
+
+
+def make_console(stderr: bool = True) -> Console:
+    """A rich console; off a terminal (a file, a pipe, CI) it never wraps a line, whatever the width
+    the environment claims, so that every log record stays one line."""
+    console = Console(stderr=stderr, highlight=False)
+    return console if console.is_terminal else Console(stderr=stderr, highlight=False, width=UNWRAPPED)
+
 
 def describe(m: dict) -> str:
     """One line summarising an epoch's metrics."""
@@ -50,7 +59,7 @@ class PlainReporter:
         now = time.monotonic()
         if now - self.last >= self.every_s or metrics["epoch"] >= self.total:
             self.last = now
-            self.console.print(describe(metrics), highlight=False)
+            self.console.print(describe(metrics))
 
 
 class RichReporter:

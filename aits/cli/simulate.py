@@ -46,8 +46,7 @@ def simulate_cli(system: SystemOpt = "kepler_binary", param: ParamOpt = None, ch
                  as_json: JsonOpt = False, plot: PlotOpt = None, device: DeviceOpt = None,
                  compile: CompileOpt = None) -> None:
     """Integrate a system with dt policies; report steps, energy error, drifts and wall time of each."""
-    from rich.console import Console
-
+    from aits.cli.progress import make_console
     from aits.errors import UserError
     from aits.simulation.compare import compare
     from aits.simulation.setup import choose_policies, make_setup, parse_assignments
@@ -67,7 +66,7 @@ def simulate_cli(system: SystemOpt = "kepler_binary", param: ParamOpt = None, ch
     setup, info = make_setup(system, params, integrator=integrator, G=G, softening=softening, time=time,
                              periods=periods, seed=seed, device=device or "cpu")
     choices = choose_policies(policy, option, checkpoint)
-    err = Console(stderr=True, highlight=False)
+    err = make_console(stderr=True)
     report = compare(setup, info, choices, target_error=target_error, max_steps=max_steps,
                      progress=lambda message: err.print(f"[dim]{message}[/]"), compiled=compile)
     if plot is not None:
@@ -77,9 +76,7 @@ def simulate_cli(system: SystemOpt = "kepler_binary", param: ParamOpt = None, ch
     if as_json:
         print(json.dumps(report.to_json(), indent=2))
         return
-    console = Console()
-    if not console.is_terminal:  # a file or a pipe: no need to squeeze the table into 80 columns
-        console = Console(width=160)
+    console = make_console(stderr=False)
     console.print(results_table(report))
     comparison = report.comparison()
     if comparison:

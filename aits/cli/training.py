@@ -8,13 +8,14 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from aits.cli.progress import make_console
 from aits.config import load_config
 from aits.training import run as runs
 from aits.training.trainer import Trainer
 
 
 def stderr_console() -> Console:
-    return Console(stderr=True, highlight=False)
+    return make_console(stderr=True)
 
 
 def start(config: Path | None, sets: list[str], resume: Path | None, out: Path | None, command: str,
