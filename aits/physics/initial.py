@@ -127,12 +127,17 @@ def cluster(
     vel = torch.randn(count, n, dims, generator=rng, dtype=torch.float64)
     mass = torch.full((count, n), 1.0 / n, dtype=torch.float64)
     pos, vel = to_centre_of_mass(pos, mass), to_centre_of_mass(vel, mass)
+    return pos, virialise(pos, vel, mass, G, virial), mass
+
+
+def virialise(pos: torch.Tensor, vel: torch.Tensor, mass: torch.Tensor, G: float, virial: float) -> torch.Tensor:
+    """``vel`` (B, N, D) scaled so that each system's kinetic over |potential| energy is ``virial``."""
+    n = pos.shape[1]
     dx = pos[:, None] - pos[:, :, None]
     r_ij = dx.norm(dim=-1) + torch.eye(n, dtype=torch.float64)
     w = -0.5 * G * (mass[:, :, None] * mass[:, None, :] / r_ij * (1 - torch.eye(n, dtype=torch.float64))).sum((1, 2))
     k = 0.5 * (mass[..., None] * vel * vel).sum((1, 2))
-    vel = vel * torch.sqrt(virial * w.abs() / k)[:, None, None]
-    return pos, vel, mass
+    return vel * torch.sqrt(virial * w.abs() / k)[:, None, None]
 
 
 def to_centre_of_mass(x: torch.Tensor, mass: torch.Tensor) -> torch.Tensor:
