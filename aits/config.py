@@ -145,7 +145,7 @@ def _check(ok: bool, key: str, problem: str) -> None:
 # --- reading --------------------------------------------------------------------------------------
 
 
-def _coerce(value: Any, kind: Any, key: str) -> Any:
+def coerce(value: Any, kind: Any, key: str) -> Any:
     """``value`` as type ``kind`` (float, int, str, bool, list[int], dict), or a UserError."""
     origin = typing.get_origin(kind)
     if kind is float:
@@ -173,7 +173,7 @@ def _coerce(value: Any, kind: Any, key: str) -> Any:
     elif origin is list:
         (item,) = typing.get_args(kind)
         if isinstance(value, list):
-            return [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+            return [coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
     elif origin is dict:
         if isinstance(value, dict) and all(isinstance(k, str) for k in value):
             return dict(value)
@@ -201,7 +201,7 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
         if dataclasses.is_dataclass(kind):
             kwargs[name] = _build(kind, data[name], key + ".")
         else:
-            kwargs[name] = _coerce(data[name], kind, key)
+            kwargs[name] = coerce(data[name], kind, key)
     return cls(**kwargs)
 
 

@@ -194,7 +194,7 @@ def build_config(args, hidden: list[int], n: int, count: int, **training):
 
 
 def make_batch(trainer: Trainer, n: int, count: int):
-    from aits.physics.initial import make_systems
+    from aits.systems import make_systems
 
     generator, params = system_spec(n)
     gen = registry.get_registry().get("initial_conditions", generator)

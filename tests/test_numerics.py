@@ -244,7 +244,7 @@ def _scales(s: Systems, g: Gravity) -> tuple[torch.Tensor, torch.Tensor, torch.T
     p = (s.mass[..., None] * s.vel.abs()).sum()
     r = s.pos.norm(dim=-1)
     l_scale = (s.mass * r * s.vel.norm(dim=-1)).sum()
-    e_scale = kinetic_energy(s) + g.potential_energy(s.pos, s.mass).abs()  # |E| itself may be ~0
+    e_scale = kinetic_energy(s.vel, s.mass) + g.potential_energy(s.pos, s.mass).abs()  # |E| itself may be ~0
     return p, l_scale, e_scale
 
 

@@ -10,11 +10,12 @@ import torch
 
 from aits import registry
 from aits.builtin.integrators import Leapfrog
-from aits.builtin.policies import Aarseth, FixedDt, FreeFall, Learned, SymmetricFreeFall, derivatives
+from aits.builtin.policies import Aarseth, FixedDt, FreeFall, Learned, SymmetricFreeFall
 from aits.config import ModelConfig
 from aits.errors import UserError
 from aits.model import Policy
 from aits.physics import Gravity
+from aits.physics.derivatives import derivatives
 from aits.physics.initial import figure_eight, kepler_binary
 
 LEAPFROG = Leapfrog()

@@ -19,10 +19,10 @@ from aits.interfaces import DtPolicy
 from aits.model import Policy
 from aits.physics import Gravity, kepler
 from aits.physics.initial import cluster
+from aits.physics.pairs import EnergyMeter
 from aits.simulation import chunks
 from aits.simulation.engine import integrate
 from aits.simulation.problem import PolicySpec, Setup
-from aits.simulation.stepper import EnergyMeter
 from aits.simulation.search import search
 from aits.simulation.setup import make_setup, period_of
 

@@ -12,7 +12,7 @@ import torch
 from aits.hookspecs import hookimpl
 from aits.interfaces import FeatureAdapter
 from aits.physics import Gravity, Systems
-from aits.physics.gravity import pair_masks, pow_three_halves
+from aits.physics.gravity import pair_freefall_time, pair_masks, pow_three_halves
 
 PAIR_FEATURES = 5
 
@@ -38,7 +38,7 @@ def closest_pair_features(s: Systems, gravity: Gravity) -> tuple[torch.Tensor, t
     rv = (r * v).sum(-1)
     gm = gravity.G * m
     r1, r3, r2v2 = r2.sqrt(), pow_three_halves(r2), r2 * v2
-    tau = (r3 / gm).sqrt()  # as in Gravity.pair_timescales
+    tau = pair_freefall_time(r2, gm)
     a_pair = -gm[:, None] * r / r3[:, None]
     a_tidal = da - a_pair
     tiny = torch.finfo(s.pos.dtype).tiny

@@ -70,14 +70,13 @@ class Gravity:
 
     def energy(self, s: Systems) -> torch.Tensor:
         """Total energy (B,)."""
-        return kinetic_energy(s) + self.potential_energy(s.pos, s.mass)
+        return kinetic_energy(s.vel, s.mass) + self.potential_energy(s.pos, s.mass)
 
     def pair_timescales(self, pos: torch.Tensor, mass: torch.Tensor) -> torch.Tensor:
-        """Free-fall times ``sqrt(r_ij^3 / G (m_i + m_j))`` (B, N, N), +inf on the diagonal."""
+        """Free-fall times :func:`pair_freefall_time` (B, N, N), +inf on the diagonal."""
         _, r2 = self.separations(pos)
         eye, _ = pair_masks(pos.shape[1], pos.device)
-        m_pair = mass[:, :, None] + mass[:, None, :]
-        tau = (pow_three_halves(r2.masked_fill(eye, 1.0)) / (self.G * m_pair)).sqrt()
+        tau = pair_freefall_time(r2.masked_fill(eye, 1.0), self.G * (mass[:, :, None] + mass[:, None, :]))
         return tau.masked_fill(eye, float("inf"))
 
     def freefall_time(self, pos: torch.Tensor, mass: torch.Tensor) -> torch.Tensor:
@@ -85,8 +84,15 @@ class Gravity:
         return self.pair_timescales(pos, mass).flatten(1).amin(1)
 
 
-def kinetic_energy(s: Systems) -> torch.Tensor:
-    return 0.5 * (s.mass[..., None] * s.vel * s.vel).sum((-1, -2))
+def pair_freefall_time(r2: torch.Tensor, gm: torch.Tensor) -> torch.Tensor:
+    """The free-fall time ``sqrt(r^3 / G (m_i + m_j))`` of pairs with softened squared separations
+    ``r2`` and ``gm = G (m_i + m_j)``: the natural time scale of a pair's orbit."""
+    return (pow_three_halves(r2) / gm).sqrt()
+
+
+def kinetic_energy(vel: torch.Tensor, mass: torch.Tensor) -> torch.Tensor:
+    """Total kinetic energy (B,) of velocities (B, N, D) and masses (B, N)."""
+    return 0.5 * (mass[..., None] * vel * vel).sum((-1, -2))
 
 
 def momentum(s: Systems) -> torch.Tensor:

@@ -3,14 +3,13 @@
 
 from __future__ import annotations
 
-import csv
 import math
-from pathlib import Path
 
 import torch
 
-from aits.errors import UserError, suggestion
+from aits.errors import UserError
 from aits.physics import kepler
+from aits.physics.gravity import Gravity, kinetic_energy
 
 Bodies = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
@@ -132,135 +131,10 @@ def cluster(
 
 def virialise(pos: torch.Tensor, vel: torch.Tensor, mass: torch.Tensor, G: float, virial: float) -> torch.Tensor:
     """``vel`` (B, N, D) scaled so that each system's kinetic over |potential| energy is ``virial``."""
-    n = pos.shape[1]
-    dx = pos[:, None] - pos[:, :, None]
-    r_ij = dx.norm(dim=-1) + torch.eye(n, dtype=torch.float64)
-    w = -0.5 * G * (mass[:, :, None] * mass[:, None, :] / r_ij * (1 - torch.eye(n, dtype=torch.float64))).sum((1, 2))
-    k = 0.5 * (mass[..., None] * vel * vel).sum((1, 2))
+    w, k = Gravity(G).potential_energy(pos, mass), kinetic_energy(vel, mass)
     return vel * torch.sqrt(virial * w.abs() / k)[:, None, None]
 
 
 def to_centre_of_mass(x: torch.Tensor, mass: torch.Tensor) -> torch.Tensor:
     """``x`` (B, N, D) minus its mass-weighted mean."""
     return x - (mass[..., None] * x).sum(1, keepdim=True) / mass.sum(1)[:, None, None]
-
-
-def from_file(*, G: float, rng: torch.Generator, path: str = "", count: int = 1) -> Bodies:
-    """Bodies from a ``.npy`` array of shape (N, 1 + 2D) or (B, N, 1 + 2D), or a ``.csv`` with one row
-    per body and columns ``m, x..., v...`` (a header line is allowed), D = 2 or 3."""
-    file = Path(path)
-    if not path:
-        raise UserError("from_file needs a path (system.params.path)")
-    if not file.is_file():
-        raise UserError(f"initial-condition file not found: {file}")
-    table = _read_npy(file) if file.suffix.lower() == ".npy" else _read_csv(file)
-    if table.dim() == 2:
-        table = table[None]
-    if table.dim() != 3 or table.shape[-1] not in (5, 7) or table.shape[1] < 2:
-        raise UserError(
-            f"{file}: expected shape (N, 1+2D) or (B, N, 1+2D) with D = 2 or 3 and N >= 2, got {tuple(table.shape)}"
-        )
-    if not torch.isfinite(table).all():
-        raise UserError(f"{file}: contains NaN or infinite values")
-    dims = (table.shape[-1] - 1) // 2
-    mass, pos, vel = table[..., 0], table[..., 1 : 1 + dims], table[..., 1 + dims :]
-    if not (mass > 0).all():
-        raise UserError(f"{file}: every mass must be > 0")
-    pos, vel = to_centre_of_mass(pos, mass), to_centre_of_mass(vel, mass)
-    rep = lambda t: t.repeat(count, *([1] * (t.dim() - 1)))  # noqa: E731
-    return rep(pos), rep(vel), rep(mass)
-
-
-def _read_npy(file: Path) -> torch.Tensor:
-    import numpy as np
-
-    try:
-        return torch.as_tensor(np.load(file, allow_pickle=False), dtype=torch.float64)
-    except (ValueError, OSError, TypeError) as exc:
-        raise UserError(f"{file}: not a readable numeric .npy array ({exc})") from None
-
-
-def _read_csv(file: Path) -> torch.Tensor:
-    try:
-        text = file.read_text()
-    except UnicodeDecodeError:
-        raise UserError(f"{file}: not a text (CSV) file; use .npy for binary arrays") from None
-    except OSError as exc:
-        raise UserError(f"{file}: cannot read: {exc.strerror}") from None
-    rows = [r for r in csv.reader(text.splitlines()) if r and not r[0].lstrip().startswith("#")]
-    try:
-        if rows and not _is_number(rows[0][0]):
-            rows = rows[1:]
-        values = [[float(x) for x in r] for r in rows]
-        return torch.tensor(values, dtype=torch.float64)
-    except ValueError as exc:
-        raise UserError(f"{file}: every row must hold the same number of numeric columns ({exc})") from None
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _coerce_params(generator, name: str, params: dict) -> dict:
-    """``params`` converted to the types the generator annotates (int, float, str, bool), or a
-    one-line error naming the key; parameters of other or unknown types pass unchanged."""
-    import typing
-
-    try:
-        hints = typing.get_type_hints(generator)
-    except Exception:  # a plugin's annotations may not resolve; then nothing is checked
-        return dict(params)
-    out = {}
-    for key, value in params.items():
-        kind = hints.get(key)
-        ok = True
-        if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-            value = float(value)
-        elif kind is float and isinstance(value, str):
-            try:
-                value = float(value)  # YAML reads 1e-3 (no dot) as a string
-            except ValueError:
-                ok = False
-        elif kind is int and isinstance(value, float) and value.is_integer():
-            value = int(value)
-        elif kind in (int, str, bool):
-            ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
-        if not ok:
-            raise UserError(f"system.params.{key} for {name} must be of type {kind.__name__}, got {value!r}")
-        out[key] = value
-    return out
-
-
-def make_systems(generator, params: dict, gravity, rng: torch.Generator, dtype: torch.dtype, device: torch.device):
-    """Call an initial-condition generator with user ``params`` (checked against its signature) and
-    return initialised :class:`Systems` on ``device`` in ``dtype``."""
-    import inspect
-
-    name = getattr(generator, "__name__", "generator")
-    accepted = [p for p in inspect.signature(generator).parameters if p not in ("G", "rng")]
-    for key in params:
-        if key not in accepted:
-            raise UserError(f"unknown parameter system.params.{key} for {name}{suggestion(key, accepted)}")
-    params = _coerce_params(generator, name, params)
-    try:
-        pos, vel, mass = generator(G=gravity.G, rng=rng, **params)
-    except UserError as exc:
-        raise UserError(f"system.params ({name}): {exc}") from None
-    except (TypeError, ValueError, ArithmeticError) as exc:
-        raise UserError(f"bad system.params for {name}: {exc}") from None
-    if not all(torch.isfinite(t).all() for t in (pos, vel, mass)):
-        raise UserError(f"initial conditions from {name} contain NaN or infinite values")
-    systems = gravity.initialise(*(t.to(device=device, dtype=dtype) for t in (pos, vel, mass)))
-    where = f"system.params ({name}): " + (f"{params['path']}: " if isinstance(params.get("path"), str) else "")
-    if not torch.isfinite(systems.acc).all():
-        raise UserError(f"{where}two bodies start at the same place (infinite force); "
-                        "move them apart or set physics.softening > 0")
-    energy = gravity.energy(systems)
-    if not (torch.isfinite(energy) & (energy != 0)).all():
-        raise UserError(f"{where}the total energy is exactly 0 or not finite, so the relative "
-                        "energy error |dE/E| that gates each step is undefined")
-    return systems

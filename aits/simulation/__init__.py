@@ -13,6 +13,7 @@
 * :mod:`~aits.simulation.setup` — systems, durations (time or orbital periods) and policy choices
   from user input;
 * :mod:`~aits.simulation.compare` — every policy on one setup, the report and the learned-vs-best
-  baseline comparison;
-* :mod:`~aits.simulation.pairs` — cached pair tables for fixed masses.
+  baseline comparison.
+
+The physics it measures with (cached pair tables, the energy meter) lives in :mod:`aits.physics`.
 """

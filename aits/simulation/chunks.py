@@ -13,8 +13,9 @@ import torch
 
 from aits.interfaces import DtPolicy
 from aits.physics import Systems
+from aits.physics.pairs import EnergyMeter
 from aits.runtime import warn_compile_failed
-from aits.simulation.stepper import Carry, EnergyMeter, advance
+from aits.simulation.stepper import Carry, advance
 
 CHUNK = 8  # steps per call of the compiled loop body (more: faster steps, but longer to compile)
 # Automatic compilation: compiling costs ~5 s (inductor's on-disk cache warm) to over a minute

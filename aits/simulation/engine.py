@@ -17,10 +17,11 @@ import torch
 from aits.errors import UserError
 from aits.physics import Systems
 from aits.physics.gravity import angular_momentum, momentum
+from aits.physics.pairs import EnergyMeter
 from aits.simulation.chunks import Body, worth_compiling
 from aits.simulation.problem import PolicySpec, Setup
 from aits.simulation.results import BatchOutcome, RowResult, Rows, row_results
-from aits.simulation.stepper import Carry, EnergyMeter
+from aits.simulation.stepper import Carry
 from aits.simulation.trace import Trace
 
 DEFAULT_MAX_STEPS = 5_000_000

@@ -13,7 +13,7 @@ import yaml
 from aits import registry
 from aits.errors import UserError
 from aits.physics import Gravity, Systems, kepler
-from aits.physics.initial import make_systems
+from aits.systems import make_systems
 from aits.runtime import resolve_device
 from aits.simulation.problem import PolicySpec, Setup
 

@@ -11,20 +11,8 @@ from typing import NamedTuple
 import torch
 
 from aits.interfaces import DtPolicy
-from aits.physics import Gravity, Systems
-from aits.simulation.pairs import Pairs
-
-
-class EnergyMeter:
-    """Total energy (B,) of systems whose masses do not change (pair tables cached)."""
-
-    def __init__(self, gravity: Gravity, mass: torch.Tensor, dims: int) -> None:
-        self.pairs = Pairs(mass, gravity)
-        self.half_m = (0.5 * mass).repeat_interleave(dims, 1)  # (B, N*D), matching vel.flatten(1)
-
-    def __call__(self, s: Systems) -> torch.Tensor:
-        v = s.vel.flatten(1)
-        return torch.linalg.vecdot(self.half_m * v, v) + self.pairs.potential_energy(s.pos)
+from aits.physics import Systems
+from aits.physics.pairs import EnergyMeter
 
 
 class Carry(NamedTuple):

@@ -141,7 +141,7 @@ class Trainer:
         return self.policy.adapter
 
     def _initial_systems(self, plugins: registry.Registry) -> Systems:
-        from aits.physics.initial import make_systems
+        from aits.systems import make_systems
 
         generator = plugins.get("initial_conditions", self.config.system.generator)
         return make_systems(generator, self.config.system.params, self.gravity, self.rng, self.dtype, self.device)

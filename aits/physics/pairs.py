@@ -1,12 +1,12 @@
 """Pair tables of systems whose masses do not change during a simulation: every unordered pair's
-separation by one matrix product, and the per-pair mass terms computed once."""
+separation by one matrix product, the per-pair mass terms computed once, and the energy from them."""
 
 from __future__ import annotations
 
 import torch
 
-from aits.physics import Gravity
-from aits.physics.gravity import pow_three_halves
+from aits.physics.gravity import Gravity, pair_freefall_time
+from aits.physics.state import Systems
 
 
 class Pairs:
@@ -32,5 +32,18 @@ class Pairs:
         return -torch.linalg.vecdot(self.gmm, self.distance2(pos).rsqrt())
 
     def freefall_time(self, pos: torch.Tensor) -> torch.Tensor:
-        """The shortest pair free-fall time sqrt(r^3 / G (m_i + m_j)) of each system (B,)."""
-        return (pow_three_halves(self.distance2(pos)) / self.gm_sum).amin(1).sqrt()
+        """The shortest :func:`~aits.physics.gravity.pair_freefall_time` of each system (B,)."""
+        return pair_freefall_time(self.distance2(pos), self.gm_sum).amin(1)
+
+
+class EnergyMeter:
+    """Total energy (B,) of systems whose masses do not change (pair tables cached); equals
+    :meth:`Gravity.energy` to rounding."""
+
+    def __init__(self, gravity: Gravity, mass: torch.Tensor, dims: int) -> None:
+        self.pairs = Pairs(mass, gravity)
+        self.half_m = (0.5 * mass).repeat_interleave(dims, 1)  # (B, N*D), matching vel.flatten(1)
+
+    def __call__(self, s: Systems) -> torch.Tensor:
+        v = s.vel.flatten(1)
+        return torch.linalg.vecdot(self.half_m * v, v) + self.pairs.potential_energy(s.pos)
