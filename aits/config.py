@@ -104,6 +104,14 @@ class TrainingConfig:
         _check(self.checkpoint_every >= 1, "training.checkpoint_every", "must be >= 1")
 
 
+@dataclass(frozen=True)
+class LoggingConfig:
+    sinks: list[str] = field(default_factory=lambda: ["jsonl"])  # metric sinks (see aits plugins)
+
+    def validate(self) -> None:
+        _check(len(set(self.sinks)) == len(self.sinks), "logging.sinks", "names a sink twice")
+
+
 DEVICES = ("cpu", "cuda", "auto")
 DTYPES = ("float64", "float32")
 
@@ -121,6 +129,7 @@ class RunConfig:
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
 
     def validate(self) -> None:
         _check(0 <= self.seed < 2**63, "seed", "must be an integer in [0, 2**63)")

@@ -7,7 +7,8 @@ Each hook receives a ``register`` callback; call it once per object provided, as
 * feature adapters: :class:`aits.interfaces.FeatureAdapter` subclasses (constructed per run);
 * losses: :class:`aits.interfaces.Loss` instances;
 * initial conditions: functions ``f(*, G, rng, **params) -> (pos, vel, mass)``;
-* dt policies: :class:`aits.interfaces.DtPolicy` subclasses (constructed per simulation).
+* dt policies: :class:`aits.interfaces.DtPolicy` subclasses (constructed per simulation);
+* metric sinks: :class:`aits.interfaces.MetricSink` subclasses (constructed per run).
 
 Third-party packages expose a module or object with these hook implementations under the
 entry-point group ``aits``.
@@ -49,3 +50,8 @@ def aits_register_initial_conditions(register: Register) -> None:
 @hookspec
 def aits_register_policies(register: Register) -> None:
     """Register dt policies for ``aits simulate`` (learned, fixed, classical rules, ...)."""
+
+
+@hookspec
+def aits_register_metric_sinks(register: Register) -> None:
+    """Register metric sinks (``MetricSink(run_dir)``: config at the start, each epoch, the summary)."""

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, ClassVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
@@ -106,3 +107,34 @@ class DtPolicy(ABC):
     @property
     def force_evaluations_per_step(self) -> float:
         return float(self.integrator.force_evaluations)
+
+
+class MetricSink(ABC):
+    """Receives a training run's metrics: the resolved config at the start, each epoch's metrics
+    (a nested dict, as in metrics.jsonl) and the run's summary when it completes.
+
+    Constructed once per run (per process) with the run directory; ``close`` is always called,
+    also when the run stops early (then without ``finish``). ``first_epoch`` > 1 means a resumed
+    run: a sink that keeps history should drop what it holds from that epoch on, which is redone.
+    """
+
+    name: ClassVar[str]
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+
+    @classmethod
+    def check(cls) -> None:
+        """Raise :class:`aits.errors.UserError` when the sink cannot work here (a missing package)."""
+
+    def start(self, config: dict[str, Any], first_epoch: int) -> None:
+        """Called once before the first epoch of this process with the resolved config."""
+
+    @abstractmethod
+    def epoch(self, metrics: dict[str, Any]) -> None: ...
+
+    def finish(self, summary: dict[str, Any]) -> None:
+        """Called once when the run has completed every epoch it was asked for."""
+
+    def close(self) -> None:
+        """Release files and connections."""

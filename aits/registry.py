@@ -22,6 +22,7 @@ KINDS = {
     "loss": "aits_register_losses",
     "initial_conditions": "aits_register_initial_conditions",
     "policy": "aits_register_policies",
+    "metric_sink": "aits_register_metric_sinks",
 }
 BUILTIN_MODULES = (
     "aits.builtin.integrators",
@@ -29,6 +30,7 @@ BUILTIN_MODULES = (
     "aits.builtin.losses",
     "aits.builtin.initial_conditions",
     "aits.builtin.policies",
+    "aits.builtin.sinks",
 )
 SHAPE_CHECKS = {
     "integrator": lambda o: callable(getattr(o, "step", None)),
@@ -36,6 +38,7 @@ SHAPE_CHECKS = {
     "loss": callable,
     "initial_conditions": callable,
     "policy": lambda o: isinstance(o, type) and callable(getattr(o, "dt", None)),
+    "metric_sink": lambda o: isinstance(o, type) and callable(getattr(o, "epoch", None)),
 }
 STRICT_ENV = "AITS_STRICT_PLUGINS"  # set to 1: a broken plugin is an error, not a warning
 NO_ENTRY_POINTS_ENV = "AITS_NO_ENTRY_POINTS"  # set to 1: load the built-ins only

@@ -76,6 +76,7 @@ BUILTINS = {
     "features": ["analytic", "history"],
     "loss": ["energy_band", "energy_target", "gate_hinge"],
     "initial_conditions": ["binary_batch", "cluster", "figure_eight", "from_file", "kepler_binary", "pythagorean"],
+    "metric_sink": ["jsonl", "tensorboard"],
 }
 
 

@@ -21,12 +21,14 @@ def generalize_cli(
     """Run Part 2 (random minibatches of the data set, one batched step each) and save the policy."""
     from aits.cli.progress import make_reporter
     from aits.cli.training import stderr_console, summary_table
+    from aits import sinks
     from aits.training import run as runs
 
     console = stderr_console()
     reporter = make_reporter(console)
     trainer = runs.trainer_from_checkpoint(checkpoint, set_, reporter)
     runs.load_dataset_into(trainer, data)
+    sinks.resolve(trainer.config.logging.sinks)  # before any file is written
     run = runs.new_run_dir(out, "generalize")
     runs.write_config(run, trainer.config)
     with reporter:

@@ -9,7 +9,7 @@ from aits.cli.app import JsonOpt, command
 
 @command("plugins")
 def plugins_cli(as_json: JsonOpt = False) -> None:
-    """List integrators, feature adapters, losses, initial conditions and dt policies, with their source."""
+    """List integrators, feature adapters, losses, initial conditions, dt policies and metric sinks, with their source."""
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table

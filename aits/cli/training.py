@@ -8,6 +8,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from aits import sinks
 from aits.cli.progress import make_console
 from aits.config import load_config
 from aits.training import run as runs
@@ -27,6 +28,10 @@ def start(config: Path | None, sets: list[str], resume: Path | None, out: Path |
 
             raise UserError("--resume takes its config from the checkpoint; drop --config (use --set to change keys)")
         trainer = runs.trainer_from_checkpoint(resume, sets, reporter)
+    else:
+        trainer = Trainer(load_config(config, sets), reporter)  # builds everything (and validates plugin names)
+    sinks.resolve(trainer.config.logging.sinks)  # before any file is written
+    if resume is not None:
         own = resume.parent.parent if resume.parent.name == "checkpoints" else resume.parent
         if out is None or out.resolve() == own.resolve():
             run = runs.RunDir(own)  # continue the checkpoint's own run
@@ -34,8 +39,6 @@ def start(config: Path | None, sets: list[str], resume: Path | None, out: Path |
             run = runs.new_run_dir(out, command)  # another run's directory is never overwritten
         runs.write_metrics(run, trainer.metrics)
     else:
-        cfg = load_config(config, sets)
-        trainer = Trainer(cfg, reporter)  # builds everything (and validates plugin names) before any file is written
         run = runs.new_run_dir(out, command)
     runs.write_config(run, trainer.config)
     if trainer.config.compile:
@@ -47,25 +50,17 @@ def start(config: Path | None, sets: list[str], resume: Path | None, out: Path |
 def summary_table(trainer: Trainer, run: runs.RunDir, title: str) -> Table:
     """The end-of-run table: what was trained and how well the last epoch did."""
     table = Table(title=title, show_header=False)
-    last = trainer.metrics[-1] if trainer.metrics else {}
-    p1 = [m["part1"] for m in trainer.metrics if "part1" in m]
-    p2 = [m["part2"] for m in trainer.metrics if "part2" in m]
-    rows = [("epochs", str(trainer.epoch)), ("run directory", str(run.path))]
-    if p1:
-        rows += [
-            ("part 1 accepted / rejected", f"{sum(p['accepted'] for p in p1)} / {sum(p['rejected'] for p in p1)}"),
-            ("part 1 retrain iterations", str(sum(p["retrain_iters"] for p in p1))),
-        ]
-    if p2:
-        converged = sum(p["converged"] for p in p2)
-        rows += [
-            ("part 2 converged epochs", f"{converged} / {len(p2)}"),
-            ("part 2 final pass rate", _fmt_pct(p2[-1]["pass_rate"])),
-            ("median dt / free-fall time", f"{p2[-1]['dt_over_tau_median']:.4g}"),
-        ]
-    rows += [("replay buffer", str(last.get("buffer_size", 0))),
-             ("force evaluations", str(trainer.counters.force_evaluations)),
-             ("wall time (s)", f"{sum(m['wall_time_s'] for m in trainer.metrics):.1f}")]
+    total = sinks.summary(trainer)
+    rows = [("epochs", str(total["epochs"])), ("run directory", str(run.path))]
+    if "part1_accepted" in total:
+        rows += [("part 1 accepted / rejected", f"{total['part1_accepted']} / {total['part1_rejected']}"),
+                 ("part 1 retrain iterations", str(total["part1_retrain_iters"]))]
+    if "part2_epochs" in total:
+        rows += [("part 2 converged epochs", f"{total['part2_converged_epochs']} / {total['part2_epochs']}"),
+                 ("part 2 final pass rate", _fmt_pct(total["part2_final_pass_rate"])),
+                 ("median dt / free-fall time", f"{total['dt_over_tau_median']:.4g}")]
+    rows += [("replay buffer", str(total["buffer_size"])), ("force evaluations", str(total["force_evaluations"])),
+             ("wall time (s)", f"{total['wall_time_s']:.1f}")]
     for key, value in rows:
         table.add_row(key, value)
     return table

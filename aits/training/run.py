@@ -13,7 +13,7 @@ from typing import Iterator
 
 import torch
 
-from aits import checkpoint
+from aits import checkpoint, sinks
 from aits.config import RunConfig, apply_overrides, config_from_dict, dump_yaml
 from aits.errors import RunFailed, UserError
 from aits.training.trainer import Reporter, Trainer
@@ -176,26 +176,27 @@ def write_metrics(run: RunDir, metrics: list[dict]) -> None:
 
 
 def run_epochs(trainer: Trainer, run: RunDir, until_epoch: int, part1: bool = True, part2: bool = True) -> None:
-    """Run epochs until ``trainer.epoch == until_epoch``, appending metrics and checkpointing.
+    """Run epochs until ``trainer.epoch == until_epoch``, giving metrics to the run's sinks
+    (``logging.sinks``) and checkpointing.
 
     A signal stops the run at the next epoch boundary with a checkpoint, so that resuming from it
     gives the same result as an uninterrupted run.
     """
     every = trainer.config.training.checkpoint_every
-    with stop_on_signals() as received, run.metrics.open("a") as log:
+    with stop_on_signals() as received, sinks.open_sinks(trainer, run.path) as log:
         while trainer.epoch < until_epoch:
             try:
                 metrics = trainer.run_epoch(part1, part2)
             except RunFailed as exc:  # e.g. the retrain cap: keep the state for inspection
                 saved = save_checkpoint(trainer, run.path / "checkpoints" / f"failed-epoch-{trainer.epoch + 1:06d}.pt")
                 raise type(exc)(f"{exc}; state saved to {saved}") from exc
-            log.write(json.dumps(metrics) + "\n")
-            log.flush()
+            log.epoch(metrics)
             if received:
                 saved = save_checkpoint(trainer, run.epoch_checkpoint(trainer.epoch))
                 raise Interrupted(received[0], saved, until_epoch - trainer.epoch)
             if trainer.epoch % every == 0 and trainer.epoch < until_epoch:
                 save_checkpoint(trainer, run.epoch_checkpoint(trainer.epoch))
+        log.finish(sinks.summary(trainer))
 
 
 def write_config(run: RunDir, config: RunConfig) -> None:
