@@ -1,57 +1,73 @@
 """The hooks through which built-in and third-party plugins add things to aits.
 
-Each hook receives a ``register`` callback; call it once per object provided, as
-``register(obj)`` (the name is ``obj.name``) or ``register(obj, name="...")``. Objects are:
+A plugin implements ``aits_register(registrar)`` and calls one method of the
+:class:`~aits.registry.Registrar` per object it provides, for instance::
 
-* integrators: :class:`aits.interfaces.Integrator` instances;
-* feature adapters: :class:`aits.interfaces.FeatureAdapter` subclasses (constructed per run);
-* losses: :class:`aits.interfaces.Loss` instances;
-* initial conditions: functions ``f(*, G, rng, **params) -> (pos, vel, mass)``;
-* dt policies: :class:`aits.interfaces.DtPolicy` subclasses (constructed per simulation);
-* metric sinks: :class:`aits.interfaces.MetricSink` subclasses (constructed per run).
+    @hookimpl
+    def aits_register(registrar):
+        registrar.integrator(Yoshida4())
 
+Each object is checked against its interface in :mod:`aits.interfaces` when it is registered:
+
+* ``registrar.integrator(obj)``: an :class:`~aits.interfaces.Integrator` instance;
+* ``registrar.features(cls)``: a :class:`~aits.interfaces.FeatureAdapter` subclass (built per run);
+* ``registrar.loss(obj)``: a :class:`~aits.interfaces.Loss` instance;
+* ``registrar.initial_conditions(fn)``: a function ``f(*, G, rng, **params) -> (pos, vel, mass)``
+  (:class:`~aits.interfaces.InitialConditions`);
+* ``registrar.policy(cls)``: a :class:`~aits.interfaces.DtPolicy` subclass (built per simulation);
+* ``registrar.metric_sink(cls)``: a :class:`~aits.interfaces.MetricSink` subclass (built per run).
+
+The name is the object's ``name`` (a function's ``__name__``) unless given as ``name="..."``.
 Third-party packages expose a module or object with these hook implementations under the
 entry-point group ``aits``.
+
+The per-kind hooks of aits 0.1 (``aits_register_integrators(register)`` and the like, each calling
+``register(obj)``) still work, with a :class:`DeprecationWarning` naming the plugin.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import pluggy
+
+if TYPE_CHECKING:
+    from aits.registry import Registrar
 
 PROJECT = "aits"
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
-Register = Callable[..., Any]
+
+@hookspec
+def aits_register(registrar: Registrar) -> None:
+    """Register integrators, feature adapters, losses, initial conditions, dt policies and metric sinks."""
+
+
+# Deprecated: one hook per kind, each given a callback ``register(obj, name=None)``.
+LegacyRegister = Callable[..., Any]
 
 
 @hookspec
-def aits_register_integrators(register: Register) -> None:
-    """Register integrators (``Integrator.step(state, dt, gravity) -> state``)."""
+def aits_register_integrators(register: LegacyRegister) -> None:
+    """Deprecated: use ``aits_register(registrar)`` and ``registrar.integrator(obj)``."""
 
 
 @hookspec
-def aits_register_features(register: Register) -> None:
-    """Register feature adapters (``FeatureAdapter.features(state, history) -> Tensor``)."""
+def aits_register_features(register: LegacyRegister) -> None:
+    """Deprecated: use ``aits_register(registrar)`` and ``registrar.features(cls)``."""
 
 
 @hookspec
-def aits_register_losses(register: Register) -> None:
-    """Register training losses (``Loss(rel_dE, config) -> per-sample loss``)."""
+def aits_register_losses(register: LegacyRegister) -> None:
+    """Deprecated: use ``aits_register(registrar)`` and ``registrar.loss(obj)``."""
 
 
 @hookspec
-def aits_register_initial_conditions(register: Register) -> None:
-    """Register initial-condition generators (``f(*, G, rng, **params) -> (pos, vel, mass)``)."""
+def aits_register_initial_conditions(register: LegacyRegister) -> None:
+    """Deprecated: use ``aits_register(registrar)`` and ``registrar.initial_conditions(fn)``."""
 
 
 @hookspec
-def aits_register_policies(register: Register) -> None:
-    """Register dt policies for ``aits simulate`` (learned, fixed, classical rules, ...)."""
-
-
-@hookspec
-def aits_register_metric_sinks(register: Register) -> None:
-    """Register metric sinks (``MetricSink(run_dir)``: config at the start, each epoch, the summary)."""
+def aits_register_policies(register: LegacyRegister) -> None:
+    """Deprecated: use ``aits_register(registrar)`` and ``registrar.policy(cls)``."""

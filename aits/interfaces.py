@@ -1,10 +1,15 @@
-"""The small typed interfaces that plugin objects implement."""
+"""The small typed interfaces that plugin objects implement.
+
+What an object can do is declared on its class, not probed: an integrator's ``order`` and
+``force_evaluations`` (and whether its ``end_positions`` are free), a policy's ``compilable`` and
+``selectable``. Registration checks the declarations (:class:`aits.registry.Registrar`).
+"""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import torch
 
@@ -15,14 +20,27 @@ if TYPE_CHECKING:
 
 
 class Integrator(ABC):
-    """Advances every system of a batch by its own step ``dt`` (B,)."""
+    """Advances every system of a batch by its own step ``dt`` (B,).
+
+    ``order``: the order of its global error (``aits simulate`` reports accuracy scaling with it);
+    ``force_evaluations``: per step, given the acceleration carried in the state.
+    ``free_end_positions``: :meth:`end_positions` costs no force evaluation, so a time-symmetric
+    step-size rule can iterate on the end of a step cheaply.
+    """
 
     name: ClassVar[str]
     order: ClassVar[int]
-    force_evaluations: ClassVar[int]  # per step, given the acceleration carried in the state
+    force_evaluations: ClassVar[int]
+    free_end_positions: ClassVar[bool] = False
 
     @abstractmethod
     def step(self, s: Systems, dt: torch.Tensor, gravity: Gravity) -> Systems: ...
+
+    def end_positions(self, s: Systems, dt: torch.Tensor, gravity: Gravity) -> torch.Tensor:
+        """The positions after a step of ``dt``: by default the step's own (its force evaluations);
+        integrators that have them from the start state alone override this and declare
+        ``free_end_positions``."""
+        return self.step(s, dt, gravity).pos
 
 
 class FeatureAdapter(ABC):
@@ -64,6 +82,15 @@ def push_history(history: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
     return torch.cat([history[:, 1:], memory[:, None]], 1)
 
 
+class InitialConditions(Protocol):
+    """An initial-condition generator: ``count`` systems as (pos, vel, mass) tensors; ``params`` are
+    its own keyword options (``system.params`` in the config). Registered under its ``__name__``."""
+
+    __name__: str
+
+    def __call__(self, *, G: float, rng: torch.Generator, **params: Any) -> tuple[torch.Tensor, ...]: ...
+
+
 class Loss(ABC):
     """Per-sample training loss from the relative energy error of a step (all finite, > 0)."""
 
@@ -82,12 +109,15 @@ class DtPolicy(ABC):
 
     ``compilable``: ``dt`` and ``step`` are plain tensor code that torch.compile can trace (state
     kept in tensor attributes), so that long runs may compile the loop; False: always eager.
+    ``selectable``: :meth:`select` can drop systems from the batch, so that the simulation stops
+    integrating those it no longer needs (a policy with per-system state selects that too).
     """
 
     name: ClassVar[str]
     parameter: ClassVar[str]
     default: ClassVar[float]
     compilable: ClassVar[bool] = False
+    selectable: ClassVar[bool] = False
 
     def __init__(self, value: torch.Tensor, gravity: Gravity, integrator: Integrator, **options: object) -> None:
         self.value = value
@@ -96,6 +126,10 @@ class DtPolicy(ABC):
 
     def reset(self, s: Systems) -> None:
         """Called once with the initial state."""
+
+    def select(self, rows: torch.Tensor) -> None:
+        """Keep only the systems ``rows`` (positions in the current batch); ``selectable`` policies."""
+        raise NotImplementedError(f"policy {self.name} is not selectable")
 
     @abstractmethod
     def dt(self, s: Systems) -> torch.Tensor: ...

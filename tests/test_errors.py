@@ -427,7 +427,7 @@ def _import_fails() -> Any:
 
 def _malformed() -> types.ModuleType:
     module = types.ModuleType("malformed_plugin")
-    module.aits_register_integrators = hookimpl(lambda register: register(NoStep()))
+    module.aits_register = hookimpl(lambda registrar: registrar.integrator(NoStep()))
     return module
 
 

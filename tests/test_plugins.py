@@ -1,5 +1,6 @@
-"""The plugin registry: built-ins, the example Yoshida plugin through the real hooks, broken and
-duplicate plugins, strict mode and name suggestions."""
+"""The plugin registry: built-ins, a fake plugin of every kind (registered, then trained and
+simulated with), the deprecated per-kind hooks, the example Yoshida plugin through the real hooks
+(and trained with), broken and duplicate plugins, strict mode and name suggestions."""
 
 from __future__ import annotations
 
@@ -16,34 +17,24 @@ import torch
 
 import aits
 from aits import registry
-from conftest import FakeDist, FakeEntryPoint
 from aits.builtin.integrators import Leapfrog
-from aits.errors import UserError
-from aits.hookspecs import hookimpl
+from aits.errors import PluginError, UserError
 from aits.interfaces import Integrator
 from aits.physics import Gravity, Systems, initial, kepler
+from aits.simulation.engine import integrate
+from aits.simulation.problem import PolicySpec, Setup
+from aits.training.run import RunDir, run_epochs
+from aits.training.trainer import Trainer
+from conftest import FakeDist, FakeEntryPoint, small_config
+from plugin_fakes import FAKES, Collecting, Constant, every_fake, legacy, plugin_module, registering
 
 PLUGIN_SRC = Path(__file__).resolve().parents[1] / "plugins" / "aits-yoshida" / "src"
 BUILTIN = f"aits {aits.__version__} (built-in)"
 YOSHIDA_SOURCE = "aits-yoshida 0.1.0"
 
 
-
 def entry_point(name: str, plugin: Any, dist: str = "some-plugin 1.0") -> FakeEntryPoint:
     return FakeEntryPoint(name, lambda: plugin, FakeDist(*dist.split()))
-
-
-def plugin_module(name: str, **hooks: Callable[..., None]) -> types.ModuleType:
-    """A module with the given functions as hook implementations."""
-    module = types.ModuleType(name)
-    for hook_name, function in hooks.items():
-        setattr(module, hook_name, hookimpl(function))
-    return module
-
-
-def registers_integrator(name: str, cls: type) -> types.ModuleType:
-    """A plugin module whose integrator hook registers one ``cls()``."""
-    return plugin_module(name, aits_register_integrators=lambda register: register(cls()))
 
 
 def build(monkeypatch: pytest.MonkeyPatch, *entry_points: FakeEntryPoint) -> registry.Registry:
@@ -76,6 +67,7 @@ BUILTINS = {
     "features": ["analytic", "history"],
     "loss": ["energy_band", "energy_target", "gate_hinge"],
     "initial_conditions": ["binary_batch", "cluster", "figure_eight", "from_file", "kepler_binary", "pythagorean"],
+    "policy": ["aarseth", "fixed", "freefall", "freefall_symmetric", "learned"],
     "metric_sink": ["jsonl", "tensorboard"],
 }
 
@@ -85,12 +77,68 @@ def test_builtins_are_registered_through_the_hooks(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(registry.metadata, "entry_points", lambda group: pytest.fail("entry points were read"))
     reg = registry.collect(*registry.build_plugin_manager())
     assert not reg.broken
+    assert set(BUILTINS) == set(registry.PLUGIN_KINDS)
     for kind, names in BUILTINS.items():
         assert set(names) <= set(reg.names(kind)), kind
         for name in names:
             entry = reg.entries[kind][name]
             assert entry.source == BUILTIN and entry.summary, (kind, name)  # `aits plugins` shows both
     assert isinstance(reg.get("integrator", "leapfrog"), Leapfrog)
+
+
+# ---------------------------------------------------------------- a fake plugin of every kind
+
+FAKES_SOURCE = "fake-plugins 1.0"
+
+
+@pytest.fixture
+def fakes(monkeypatch: pytest.MonkeyPatch) -> registry.Registry:
+    """The registry with the built-ins and the fake plugin, as every part of aits sees it."""
+    reg = build(monkeypatch, entry_point("fakes", every_fake(), FAKES_SOURCE))
+    monkeypatch.setattr(registry, "get_registry", lambda: reg)
+    return reg
+
+
+def test_a_fake_of_every_kind_is_registered_with_its_source(fakes: registry.Registry) -> None:
+    assert not fakes.broken and set(FAKES) == set(registry.PLUGIN_KINDS)
+    for kind, (name, obj) in FAKES.items():
+        entry = fakes.entries[kind][name]
+        assert (entry.obj, entry.source) == (obj, FAKES_SOURCE) and entry.summary, kind
+
+
+def test_training_and_simulating_use_the_fake_plugins(fakes: registry.Registry, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    trainer = Trainer(small_config("integrator=symplectic_euler", "features.adapter=separation",
+                                   "training.loss=overshoot", "system.generator=circular_pair",
+                                   "system.params={count: 3}", "training.steps_per_epoch=2",
+                                   "logging.sinks=[collecting]"))
+    assert trainer.integrator is FAKES["integrator"][1] and trainer.loss_fn is FAKES["loss"][1]
+    assert type(trainer.adapter) is FAKES["features"][1] and trainer.systems.batch == 3
+    monkeypatch.setattr(Collecting, "epochs", [])
+    run_epochs(trainer, RunDir(tmp_path), 1)  # the fakes' steps pass the gate and train the fake features
+    part1 = trainer.metrics[0]["part1"]
+    assert part1["accepted"] == 3 * 2 and part1["rel_dE_max"] < trainer.config.training.energy_threshold
+    assert Collecting.epochs == trainer.metrics  # the fake sink got the epoch
+    # the constant step integrates the circular orbit (period pi / sqrt(2)) for one time unit
+    setup = Setup(trainer.systems.index(slice(0, 1)), torch.ones(1, dtype=torch.float64), trainer.gravity,
+                  trainer.integrator)
+    out = integrate(setup, PolicySpec("constant", fakes.get("policy", "constant")),
+                    torch.tensor([0.01], dtype=torch.float64))
+    row = out.rows[0]
+    assert (row.status, row.steps, row.end_time) == ("finished", 100, pytest.approx(1.0))
+    assert row.max_error < 1e-3  # first order, but symplectic: the energy error stays bounded
+
+
+@pytest.mark.parametrize("hook_name", registry.LEGACY_HOOKS)
+def test_the_deprecated_per_kind_hooks_still_register_with_a_warning(
+    monkeypatch: pytest.MonkeyPatch, hook_name: str
+) -> None:
+    kind = registry.LEGACY_HOOKS[hook_name]
+    name, obj = FAKES[kind]
+    with pytest.warns(DeprecationWarning, match=rf"aits plugin 'old' \(old-plugin 1\.0\) uses the deprecated "
+                                                 rf"hook {hook_name}\(register\).*registrar\.{kind}\("):
+        reg = build(monkeypatch, entry_point("old", legacy(hook_name, obj), "old-plugin 1.0"))
+    assert not reg.broken and reg.entries[kind][name].source == "old-plugin 1.0"
 
 
 # ---------------------------------------------------------------- the Yoshida plugin
@@ -157,6 +205,28 @@ def test_yoshida_is_time_reversible(yoshida: types.ModuleType) -> None:
     torch.testing.assert_close(back.vel, start.vel, rtol=0, atol=1e-12)
 
 
+def test_training_with_yoshida4_steps_every_system_with_it(
+    monkeypatch: pytest.MonkeyPatch, yoshida: types.ModuleType
+) -> None:
+    """Each step that Part 1 accepts (its pre-step state and dt are in the replay buffer) leads, by
+    a Yoshida step, to the next accepted state of its system or to its final state; by a leapfrog
+    step, to none of them."""
+    reg = build(monkeypatch, entry_point("yoshida", yoshida, YOSHIDA_SOURCE))
+    monkeypatch.setattr(registry, "get_registry", lambda: reg)
+    trainer = Trainer(small_config("integrator=yoshida4", "training.steps_per_epoch=3"))
+    assert type(trainer.integrator) is yoshida.Yoshida4
+    stats = trainer.collect()
+    assert stats["accepted"] == trainer.buffer.size == 8 * 3
+    assert stats["rel_dE_max"] < trainer.config.training.energy_threshold
+    states, _, _ = trainer.buffer.gather(torch.arange(trainer.buffer.size))
+    dt = trainer.buffer.data["dt"][: trainer.buffer.size]
+    reached = torch.cat([states.pos, trainer.systems.pos])  # every state after a system's first
+    for integrator, follows in ((yoshida.Yoshida4(), True), (Leapfrog(), False)):
+        ends = integrator.step(states, dt, trainer.gravity).pos
+        gap = (ends[:, None] - reached[None]).abs().amax((2, 3)).amin(1)  # to the closest reached state
+        assert bool((gap < 1e-12).all()) if follows else bool((gap > 1e-9).all()), type(integrator).__name__
+
+
 # ---------------------------------------------------------------- broken plugins
 
 
@@ -166,11 +236,43 @@ class NoStep:
     name = "no_step"
 
 
+class Orderless(Integrator):
+    """An integrator that does not declare its order."""
+
+    name = "orderless"
+    force_evaluations = 1
+
+    def step(self, s: Systems, dt: torch.Tensor, gravity: Gravity) -> Systems:
+        return s
+
+
+def squared(rel_dE: torch.Tensor, config: Any) -> torch.Tensor:
+    """A loss written as a plain function, not a Loss."""
+    return rel_dE**2
+
+
+def no_rng(*, G: float, count: int = 1) -> tuple[torch.Tensor, ...]:
+    """Initial conditions that do not take the run's generator."""
+    return initial.figure_eight(G=G, rng=torch.Generator(), count=count)
+
+
+class Parameterless(Constant):
+    """A policy without a parameter to search."""
+
+    name = "parameterless"
+    parameter = ""
+
+
 def _raise(error: Exception) -> Callable[..., None]:
     def fail(*args: Any, **kwargs: Any) -> None:
         raise error
 
     return fail
+
+
+def first_good_then(kind: str, obj: Any) -> FakeEntryPoint:
+    """A plugin 'bad' that registers a good policy, then ``obj`` as a ``kind``."""
+    return entry_point("bad", registering("bad", ("policy", Constant), (kind, obj)), "bad-plugin 0.1")
 
 
 BROKEN: dict[str, tuple[FakeEntryPoint, type[Exception], str]] = {
@@ -179,15 +281,22 @@ BROKEN: dict[str, tuple[FakeEntryPoint, type[Exception], str]] = {
         ImportError,
         "bad-plugin 0.1: failed to load: ImportError: No module named 'missing_dep'",
     ),
-    "no_step": (
-        entry_point("bad", registers_integrator("bad", NoStep), "bad-plugin 0.1"),
-        TypeError,
-        "integrator 'no_step' does not have the integrator interface",
-    ),
+    "no_step": (first_good_then("integrator", NoStep()), PluginError,
+                "bad-plugin 0.1: integrator 'no_step' is not an instance of aits.interfaces.Integrator"),
+    "no_order": (first_good_then("integrator", Orderless()), PluginError,
+                 "integrator 'orderless' does not declare order (a positive int; see aits.interfaces.Integrator)"),
+    "adapter_instance": (first_good_then("features", FAKES["features"][1](Gravity())), PluginError,
+                         "features 'separation' is not a subclass of aits.interfaces.FeatureAdapter"),
+    "loss_function": (first_good_then("loss", squared), PluginError,
+                      "loss 'squared' is not an instance of aits.interfaces.Loss"),
+    "no_rng": (first_good_then("initial_conditions", no_rng), PluginError,
+               "initial_conditions 'no_rng' does not take the keyword rng"),
+    "no_parameter": (first_good_then("policy", Parameterless), PluginError,
+                     "policy 'parameterless' does not declare parameter (a non-empty string"),
     "hook_raises": (
-        entry_point("bad", plugin_module("bad", aits_register_losses=_raise(RuntimeError("boom"))), "bad-plugin 0.1"),
+        entry_point("bad", plugin_module("bad", aits_register=_raise(RuntimeError("boom"))), "bad-plugin 0.1"),
         RuntimeError,
-        "aits_register_losses failed: RuntimeError: boom",
+        "bad-plugin 0.1: aits_register failed: RuntimeError: boom",
     ),
 }
 
@@ -201,19 +310,23 @@ def test_broken_plugin_is_reported_and_skipped(
         reg = build(monkeypatch, broken, entry_point("yoshida", yoshida, YOSHIDA_SOURCE))
     assert reason in reg.broken["bad"] and reason in str(caught[0].message)
     assert list(reg.broken) == ["bad"]
-    assert "no_step" not in reg.names("integrator")
+    assert "constant" not in reg.names("policy")  # all of a plugin's objects, or none
+    assert not {"no_step", "orderless"} & set(reg.names("integrator"))
     assert {"leapfrog", "yoshida4"} <= set(reg.names("integrator"))  # the rest still works
     assert set(BUILTINS["loss"]) <= set(reg.names("loss"))
 
 
 @pytest.mark.parametrize("case", BROKEN)
 def test_strict_mode_raises_on_a_broken_plugin(monkeypatch: pytest.MonkeyPatch, case: str) -> None:
-    broken, error, _ = BROKEN[case]
+    broken, error, reason = BROKEN[case]
     monkeypatch.setenv(registry.STRICT_ENV, "1")
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # strict mode raises instead of warning
-        with pytest.raises(error):
+        with pytest.raises(error) as info:
             build(monkeypatch, broken)
+    if error is PluginError:  # a user error (one line, exit 2) naming the plugin and what is wrong
+        assert str(info.value).startswith("aits plugin 'bad' (bad-plugin 0.1): ")
+        assert reason.removeprefix("bad-plugin 0.1: ") in str(info.value)
 
 
 class SecondLeapfrog(Leapfrog):
@@ -232,11 +345,11 @@ def test_duplicate_names_fail_naming_both_sources(
     monkeypatch: pytest.MonkeyPatch, yoshida: types.ModuleType, case: str, strict: bool
 ) -> None:
     cls, message, first = DUPLICATES[case]
-    dup = entry_point("dup", registers_integrator("dup", cls or yoshida.Yoshida4), "dup-plugin 2.0")
+    dup = entry_point("dup", registering("dup", ("integrator", (cls or yoshida.Yoshida4)())), "dup-plugin 2.0")
     plugins = (entry_point("yoshida", yoshida, YOSHIDA_SOURCE), dup)
     if strict:
         monkeypatch.setenv(registry.STRICT_ENV, "1")
-        with pytest.raises(ValueError, match=message) as info:
+        with pytest.raises(PluginError, match=message) as info:
             build(monkeypatch, *plugins)
         text = str(info.value)
     else:

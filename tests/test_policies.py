@@ -17,6 +17,7 @@ from aits.model import Policy
 from aits.physics import Gravity
 from aits.physics.derivatives import derivatives
 from aits.physics.initial import figure_eight, kepler_binary
+from plugin_fakes import SymplecticEuler
 
 LEAPFROG = Leapfrog()
 
@@ -82,12 +83,27 @@ def test_symmetric_freefall_iterates_the_average_of_both_ends(predictor):
     assert policy.force_evaluations_per_step == (1 if predictor == "drift" else 3)
 
 
-def test_symmetric_freefall_counts_trial_steps_of_other_integrators():
-    class Other(Leapfrog):
-        name = "other"
-
-    policy = SymmetricFreeFall(value(0.1), Gravity(), Other(), iterations=3)
+def test_symmetric_freefall_takes_trial_steps_with_integrators_without_free_end_positions():
+    euler = SymplecticEuler()  # declares no free end positions
+    policy = SymmetricFreeFall(value(0.1), Gravity(), euler, iterations=3)
     assert policy.force_evaluations_per_step == 4  # auto: a full trial step per iteration
+    s = state(*TRIANGLE)
+    tau = lambda x: Gravity().freefall_time(x, s.mass)  # noqa: E731
+    dt = 0.1 * tau(s.pos)
+    for _ in range(3):
+        dt = 0.05 * (tau(s.pos) + tau(euler.step(s, dt, Gravity()).pos))
+    torch.testing.assert_close(policy.dt(s), dt, rtol=1e-14, atol=0)
+    with pytest.raises(UserError, match="predictor drift needs an integrator with free end positions; "
+                                        "symplectic_euler has none"):
+        SymmetricFreeFall(value(0.1), Gravity(), euler, predictor="drift")
+
+
+def test_leapfrog_end_positions_are_its_steps_without_a_force_evaluation():
+    gravity = Gravity()
+    s = state(*TRIANGLE, gravity=gravity).index(torch.zeros(2, dtype=torch.long))
+    dt = torch.tensor([0.1, 0.03], dtype=torch.float64)
+    assert LEAPFROG.free_end_positions
+    assert torch.equal(LEAPFROG.end_positions(s, dt, gravity), LEAPFROG.step(s, dt, gravity).pos)
 
 
 def test_aarseth_on_a_circular_binary_is_sqrt_eta_over_omega():

@@ -89,7 +89,7 @@ class Broken(MetricSink):
 def third_party(monkeypatch):
     """A registry with the built-ins and a plugin registering Recorder and Broken through the hook."""
     module = types.ModuleType("aits_recorder")
-    module.aits_register_metric_sinks = hookimpl(lambda register: (register(Recorder), register(Broken)))
+    module.aits_register = hookimpl(lambda registrar: (registrar.metric_sink(Recorder), registrar.metric_sink(Broken)))
     monkeypatch.setenv(registry.NO_ENTRY_POINTS_ENV, "1")
     monkeypatch.delenv(registry.STRICT_ENV, raising=False)
     pm, sources, broken = registry.build_plugin_manager()

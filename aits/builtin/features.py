@@ -13,6 +13,7 @@ from aits.hookspecs import hookimpl
 from aits.interfaces import FeatureAdapter
 from aits.physics import Gravity, Systems
 from aits.physics.gravity import pair_freefall_time, pair_masks, pow_three_halves
+from aits.registry import Registrar
 
 PAIR_FEATURES = 5
 
@@ -108,6 +109,6 @@ class History(FeatureAdapter):
 
 
 @hookimpl
-def aits_register_features(register) -> None:
-    register(Analytic)
-    register(History)
+def aits_register(registrar: Registrar) -> None:
+    registrar.features(Analytic)
+    registrar.features(History)

@@ -12,6 +12,7 @@ from aits.errors import UserError
 from aits.hookspecs import hookimpl
 from aits.physics import initial, scenarios
 from aits.physics.initial import Bodies, to_centre_of_mass
+from aits.registry import Registrar
 
 
 def from_file(*, G: float, rng: torch.Generator, path: str = "", count: int = 1) -> Bodies:
@@ -75,8 +76,8 @@ def _is_number(text: str) -> bool:
 
 
 @hookimpl
-def aits_register_initial_conditions(register) -> None:
+def aits_register(registrar: Registrar) -> None:
     for generator in (initial.kepler_binary, initial.binary_batch, initial.figure_eight, initial.pythagorean,
                       initial.cluster, from_file, scenarios.hierarchical_triple, scenarios.planetary_system,
                       scenarios.flyby, scenarios.plummer):
-        register(generator)
+        registrar.initial_conditions(generator)

@@ -8,6 +8,7 @@ import torch
 
 from aits.hookspecs import hookimpl
 from aits.interfaces import Loss
+from aits.registry import Registrar
 
 
 class EnergyBand(Loss):
@@ -51,7 +52,7 @@ class GateHinge(Loss):
 
 
 @hookimpl
-def aits_register_losses(register) -> None:
-    register(EnergyBand())
-    register(EnergyTarget())
-    register(GateHinge())
+def aits_register(registrar: Registrar) -> None:
+    registrar.loss(EnergyBand())
+    registrar.loss(EnergyTarget())
+    registrar.loss(GateHinge())

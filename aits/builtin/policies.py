@@ -11,24 +11,21 @@ from pathlib import Path
 
 import torch
 
-from aits.builtin.integrators import Leapfrog
 from aits.errors import UserError
 from aits.hookspecs import hookimpl
 from aits.interfaces import DtPolicy, Integrator, push_history
 from aits.physics import Gravity, Systems
 from aits.physics.derivatives import derivatives
 from aits.physics.pairs import Pairs
+from aits.registry import Registrar
 
 
 class BuiltinPolicy(DtPolicy):
-    """Base of the built-in policies: checks the parameter and can drop systems from its batch.
-
-    ``select(rows)`` keeps only the systems ``rows``; the simulation engine calls it, when a policy
-    has it, to stop integrating systems it no longer needs (a policy with per-system state must
-    select that state too). All built-ins are ``compilable``.
-    """
+    """Base of the built-in policies: checks the parameter; all are ``compilable`` and
+    ``selectable``."""
 
     compilable = True
+    selectable = True
 
     def __init__(self, value: torch.Tensor, gravity: Gravity, integrator: Integrator) -> None:
         super().__init__(value, gravity, integrator)
@@ -83,9 +80,10 @@ class SymmetricFreeFall(_PairTimes):
     """Time-symmetric free-fall rule: dt = eta (tau(x_n) + tau(x_n+1)) / 2, by fixed-point iteration.
 
     ``iterations`` fixed-point iterations start from dt = eta tau(x_n). ``predictor`` finds x_n+1 for
-    a trial dt: ``step`` takes a full trial step (one extra force evaluation per iteration, counted),
-    ``drift`` uses x + dt v + dt^2 a / 2 (no force evaluation; exactly the kick-drift-kick position),
-    ``auto`` picks ``drift`` for the built-in leapfrog and ``step`` otherwise.
+    a trial dt: ``drift`` by the integrator's :meth:`~aits.interfaces.Integrator.end_positions`,
+    which needs an integrator with ``free_end_positions`` (for kick-drift-kick leapfrog,
+    x + dt v + dt^2 a / 2); ``step`` by a full trial step per iteration (its force evaluations
+    counted); ``auto`` picks ``drift`` where the integrator allows it.
     """
 
     name = "freefall_symmetric"
@@ -99,13 +97,15 @@ class SymmetricFreeFall(_PairTimes):
             raise UserError(f"policy {self.name}: iterations must be an integer >= 1, got {iterations!r}")
         if predictor not in ("auto", "drift", "step"):
             raise UserError(f"policy {self.name}: predictor must be auto, drift or step, got {predictor!r}")
+        if predictor == "drift" and not integrator.free_end_positions:
+            raise UserError(f"policy {self.name}: predictor drift needs an integrator with free end positions; "
+                            f"{integrator.name} has none (use auto or step)")
         self.iterations = iterations
-        self.drift = predictor == "drift" or (predictor == "auto" and type(integrator) is Leapfrog)
+        self.drift = predictor != "step" and integrator.free_end_positions
 
     def _next_positions(self, s: Systems, dt: torch.Tensor) -> torch.Tensor:
         if self.drift:
-            h = dt[:, None, None]
-            return s.pos + h * (s.vel + 0.5 * h * s.acc)
+            return self.integrator.end_positions(s, dt, self.gravity)
         return self.integrator.step(s, dt, self.gravity).pos
 
     def dt(self, s: Systems) -> torch.Tensor:
@@ -194,6 +194,6 @@ class Learned(BuiltinPolicy):
 
 
 @hookimpl
-def aits_register_policies(register) -> None:
+def aits_register(registrar: Registrar) -> None:
     for policy in (FixedDt, FreeFall, SymmetricFreeFall, Aarseth, Learned):
-        register(policy)
+        registrar.policy(policy)

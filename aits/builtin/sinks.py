@@ -9,6 +9,7 @@ from typing import IO, Any
 from aits.errors import UserError
 from aits.hookspecs import hookimpl
 from aits.interfaces import MetricSink
+from aits.registry import Registrar
 from aits.sinks import scalars
 
 
@@ -71,6 +72,6 @@ def _code(text: str) -> str:
 
 
 @hookimpl
-def aits_register_metric_sinks(register) -> None:
-    register(JsonlSink)
-    register(TensorBoardSink)
+def aits_register(registrar: Registrar) -> None:
+    registrar.metric_sink(JsonlSink)
+    registrar.metric_sink(TensorBoardSink)

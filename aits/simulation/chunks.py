@@ -46,7 +46,7 @@ class Body:
 
     def __init__(self, policy: DtPolicy, meter: EnergyMeter, compiled: bool | None) -> None:
         self.policy, self.meter = policy, meter
-        compilable = compiled is not False and getattr(policy, "compilable", False)
+        compilable = compiled is not False and policy.compilable
         self.pending, self.auto = compilable and compiled is True, compilable and compiled is None
         self.chunk: Callable[[DtPolicy, EnergyMeter, Carry], tuple[Carry, torch.Tensor, torch.Tensor]] | None = None
         self.compile_time_s = 0.0  # the first compiled call: compilation (or a cache look-up) and CHUNK steps

@@ -127,7 +127,7 @@ def compare(setup: Setup, info: SystemInfo, choices: list[PolicyChoice], *, targ
     accuracy (a given value is the search's first guess) and the learned policy also unscaled.
     ``compiled``: see :func:`~aits.simulation.engine.integrate` (None: long runs only)."""
     say = progress or (lambda message: None)
-    order = int(getattr(setup.integrator, "order", 2))
+    order = setup.integrator.order
     for choice in choices:  # construction errors (a missing checkpoint, bad options) before any work
         choice.spec.build(torch.tensor([choice.value or choice.spec.default], dtype=torch.float64), setup)
     entries = []
@@ -142,4 +142,4 @@ def compare(setup: Setup, info: SystemInfo, choices: list[PolicyChoice], *, targ
         if spec.name == LEARNED:
             say(f"{spec.name}: integrating unscaled")
             entries.append(run_at(setup, spec, 1.0, max_steps, label=f"{LEARNED} (unscaled)", compiled=compiled))
-    return Report(info, getattr(setup.integrator, "name", type(setup.integrator).__name__), target_error, entries)
+    return Report(info, setup.integrator.name, target_error, entries)

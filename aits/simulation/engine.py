@@ -51,7 +51,7 @@ def integrate(setup: Setup, spec: PolicySpec, values: torch.Tensor, *, stop_belo
     ``t_end``. With ``stop_below``, the batch stops as soon as a system has arrived with max
     |dE/E0| <= stop_below: every system still running then needs more steps than it.
 
-    For policies that can ``select`` rows, systems that have arrived leave the batch, and with
+    For ``selectable`` policies, systems that have arrived leave the batch, and with
     ``drop_above`` so do those whose max |dE/E0| already exceeds it, except the one with the
     smallest parameter value (it runs on, to count the steps of the cheapest failing setting).
 
@@ -63,7 +63,7 @@ def integrate(setup: Setup, spec: PolicySpec, values: torch.Tensor, *, stop_belo
     s = setup.systems
     values = values.to(device=s.pos.device, dtype=s.pos.dtype)
     policy = spec.build(values, setup)
-    can_drop = callable(getattr(policy, "select", None))
+    can_drop = policy.selectable
     with torch.inference_mode(), cpu_threads_for(s):
         meter = EnergyMeter(setup.gravity, s.mass, s.dims)
         e0 = meter(s)

@@ -13,6 +13,7 @@ import torch
 from aits.hookspecs import hookimpl
 from aits.interfaces import Integrator
 from aits.physics import Gravity, Systems
+from aits.registry import Registrar
 
 __version__ = "0.1.0"
 
@@ -41,5 +42,5 @@ class Yoshida4(Integrator):
 
 
 @hookimpl
-def aits_register_integrators(register) -> None:
-    register(Yoshida4())
+def aits_register(registrar: Registrar) -> None:
+    registrar.integrator(Yoshida4())
