@@ -12,10 +12,16 @@ from aits.errors import UserError
 
 def describe(path: Path) -> dict:
     """A JSON-able summary of an aits file or run directory."""
+    return inspect(path)[0]
+
+
+def inspect(path: Path) -> tuple[dict, list[dict]]:
+    """The summary of an aits file or run directory and its per-epoch metrics (none for a data set)."""
     if path.is_dir():
         return describe_run(path)
     data = checkpoint.load(path)
-    return _checked(path, data)
+    summary = _checked(path, data)
+    return summary, list(data["metrics"]) if summary["kind"] == "checkpoint" else []
 
 
 def _checked(path: Path, data: dict) -> dict:
@@ -47,12 +53,13 @@ def describe_dataset(data: dict) -> dict:
     }
 
 
-def describe_run(path: Path) -> dict:
+def describe_run(path: Path) -> tuple[dict, list[dict]]:
     config = path / "config.yaml"
     if not config.is_file():
         raise UserError(f"{path} is not an aits run directory (no config.yaml)")
     summary: dict = {"kind": "run", "path": str(path), "config": read_yaml(config)}
     metrics_file = path / "metrics.jsonl"
+    metrics: list[dict] = []
     if metrics_file.is_file():
         lines = [line for line in metrics_file.read_text().splitlines() if line.strip()]
         try:
@@ -64,4 +71,46 @@ def describe_run(path: Path) -> dict:
     if (path / "model.pt").is_file():
         model = _checked(path / "model.pt", checkpoint.load(path / "model.pt", "checkpoint"))
         summary["model"] = {k: model[k] for k in ("epoch", "plugins", "architecture", "parameters", "replay_buffer")}
-    return summary
+    return summary, metrics
+
+
+EPOCH_COLUMNS = (  # (heading, path in an epoch's metrics, format)
+    ("epoch", ("epoch",), "d"),
+    ("P1 accepted", ("part1", "accepted"), "d"),
+    ("P1 rejected", ("part1", "rejected"), "d"),
+    ("P1 retrains", ("part1", "retrain_iters"), "d"),
+    ("P1 median |dE/E|", ("part1", "rel_dE_median"), ".2e"),
+    ("P1 dt/tau", ("part1", "dt_over_tau_median"), ".3g"),
+    ("P2 iterations", ("part2", "iterations"), "d"),
+    ("P2 converged", ("part2", "converged"), "yes/no"),
+    ("P2 pass", ("part2", "pass_rate"), "%"),
+    ("P2 dt/tau", ("part2", "dt_over_tau_median"), ".3g"),
+    ("buffer", ("buffer_size",), "d"),
+    ("wall s", ("wall_time_s",), ".2f"),
+)
+
+
+def metric(m: dict, path: tuple[str, ...]) -> object:
+    """``m[path[0]][path[1]]...``, or None where the epoch has no such value (e.g. no Part 2)."""
+    for key in path:
+        if not isinstance(m, dict) or key not in m:
+            return None
+        m = m[key]
+    return m
+
+
+def epoch_table(metrics: list[dict]) -> tuple[list[str], list[list[str]]]:
+    """Headings and formatted rows of the epochs' main figures; columns no epoch has are left out."""
+    columns = [c for c in EPOCH_COLUMNS if any(metric(m, c[1]) is not None for m in metrics)]
+    rows = [[_format(metric(m, path), fmt) for _, path, fmt in columns] for m in metrics]
+    return [heading for heading, _, _ in columns], rows
+
+
+def _format(value: object, fmt: str) -> str:
+    if value is None:
+        return "-"
+    if fmt == "yes/no":
+        return "yes" if value else "no"
+    if fmt == "%":
+        return "-" if value != value else f"{100 * float(value):.1f}%"
+    return format(value, fmt)

@@ -1,4 +1,5 @@
-"""Figures for ``aits simulate``: |dE/E0| and dt versus time for each policy, and the orbit.
+"""Figures: ``aits simulate`` (|dE/E0| and dt versus time for each policy, and the orbit) and
+``aits inspect --plot`` (training curves over the epochs).
 
 Needs matplotlib (the optional extra ``plot``); it is imported only when a figure is drawn.
 """
@@ -18,10 +19,7 @@ FLOOR = 1e-17  # |dE/E0| of exactly zero, drawn on a log axis
 
 def plot_report(report: Report, path: Path) -> Path:
     """Write a PNG (or any format matplotlib knows from the suffix) of ``report`` to ``path``."""
-    try:
-        from matplotlib.figure import Figure
-    except ImportError:
-        raise UserError("--plot needs matplotlib: pip install 'aits[plot]'") from None
+    Figure = _figure_class()
     traced = [e for e in report.entries if e.trace is not None and len(e.trace["time"])]
     if not traced:
         raise UserError("nothing to plot: no policy produced a trajectory")
@@ -42,6 +40,60 @@ def plot_report(report: Report, path: Path) -> Path:
     params = ", ".join(f"{k}={v}" for k, v in system.params.items())
     target = f", target |ΔE/E0| ≤ {report.target_error:g}" if report.target_error is not None else ""
     fig.suptitle(f"{system.generator}({params}), t = 0…{system.t_end:.4g}, {report.integrator}{target}")
+    return _save(fig, path)
+
+
+def plot_training(metrics: list[dict], path: Path, title: str) -> Path:
+    """Training curves per epoch: Part 1 accepted / rejected / retrains, Part 2 iterations and pass
+    rate, median |dE/E| of Part 1 and median dt/tau of both parts."""
+    from aits.inspection import metric
+
+    if not metrics:
+        raise UserError("nothing to plot: no epoch metrics")
+    Figure = _figure_class()
+    from matplotlib.ticker import MaxNLocator
+
+    fig = Figure(figsize=(16, 4.8), layout="constrained")
+    ax_p1, ax_p2, ax_dt = fig.subplots(1, 3)
+    epochs = [m["epoch"] for m in metrics]
+
+    def series(ax, path: tuple[str, ...], label: str, **style) -> None:
+        pairs = [(e, v) for e, m in zip(epochs, metrics) if (v := metric(m, path)) is not None]
+        if pairs:
+            ax.plot(*zip(*pairs), label=label, **style)
+
+    for key in ("accepted", "rejected", "retrain_iters"):
+        series(ax_p1, ("part1", key), key.replace("_iters", "s"))
+    ax_p1.set(xlabel="epoch", ylabel="per epoch", title="Part 1: collect")
+    series(ax_p2, ("part2", "iterations"), "iterations", color="C0")
+    ax_pass = ax_p2.twinx()
+    series(ax_pass, ("part2", "pass_rate"), "pass rate", color="C1")
+    ax_p2.set(xlabel="epoch", ylabel="iterations", title="Part 2: generalize")
+    ax_pass.set(ylabel="pass rate", ylim=(0, 1.05))
+    series(ax_dt, ("part1", "rel_dE_median"), "Part 1 median |ΔE/E|", color="C3")
+    ax_ratio = ax_dt.twinx()
+    series(ax_ratio, ("part1", "dt_over_tau_median"), "Part 1 median dt/τ", color="C0", ls="--")
+    series(ax_ratio, ("part2", "dt_over_tau_median"), "Part 2 median dt/τ", color="C2", ls="--")
+    ax_dt.set(xlabel="epoch", ylabel="median |ΔE/E| per step", yscale="log", title="energy error and step")
+    ax_ratio.set(ylabel="median dt / free-fall time")
+    for ax, twin in ((ax_p1, None), (ax_p2, ax_pass), (ax_dt, ax_ratio)):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        handles = [h for a in (ax, twin) if a is not None for h in a.get_lines()]
+        if handles:
+            ax.legend(handles=handles, fontsize=7)
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def _figure_class():
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise UserError("--plot needs matplotlib: pip install 'aits[plot]'") from None
+    return Figure
+
+
+def _save(fig, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         fig.savefig(path, dpi=120)
