@@ -9,7 +9,7 @@ from torch import nn
 
 from aits.config import ModelConfig
 from aits.interfaces import FeatureAdapter
-from aits.physics import Gravity, Systems
+from aits.physics import Systems
 
 
 class Tanh(nn.Module):
@@ -55,10 +55,6 @@ class Policy(nn.Module):
         super().__init__()
         self.adapter = adapter
         self.net = DtNet(adapter.dim, config)
-
-    @property
-    def gravity(self) -> Gravity:
-        return self.adapter.gravity
 
     def forward(self, s: Systems, history: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(dt, log(dt / tau))``, each (B,)."""

@@ -72,9 +72,6 @@ class Analytic(FeatureAdapter):
     name = "analytic"
     dim = PAIR_FEATURES
 
-    def __init__(self, gravity: Gravity, history_len: int = 0) -> None:
-        super().__init__(gravity)
-
     def features(self, s: Systems, history: torch.Tensor) -> torch.Tensor:
         return closest_pair_features(s, self.gravity)[0]
 

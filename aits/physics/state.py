@@ -52,15 +52,8 @@ class Systems:
     def detach(self) -> Systems:
         return Systems(*(t.detach() for t in self.tensors()))
 
-    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> Systems:
-        return Systems(*(t.to(device=device, dtype=dtype) for t in self.tensors()))
-
     def tensors(self) -> tuple[torch.Tensor, ...]:
         return (self.pos, self.vel, self.mass, self.acc, self.time)
 
     def with_(self, **changes: torch.Tensor) -> Systems:
         return replace(self, **changes)
-
-    @staticmethod
-    def cat(parts: list[Systems]) -> Systems:
-        return Systems(*(torch.cat(ts) for ts in zip(*(p.tensors() for p in parts))))
