@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from aits.errors import UserError, suggestion
+from aits.errors import UserError, shown, suggestion
 
 
 @dataclass(frozen=True)
@@ -141,6 +141,7 @@ class RunConfig:
             value = getattr(self, f.name)
             if dataclasses.is_dataclass(value):
                 value.validate()
+        _check_int64(self, "")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -149,6 +150,18 @@ class RunConfig:
 def _check(ok: bool, key: str, problem: str) -> None:
     if not ok:
         raise UserError(f"config key {key} {problem}")
+
+
+def _check_int64(section: Any, prefix: str) -> None:
+    """Every integer of ``section`` (and its sub-sections) fits in 64 bits, as tensors and counters need."""
+    for f in dataclasses.fields(section):
+        value = getattr(section, f.name)
+        if dataclasses.is_dataclass(value):
+            _check_int64(value, f"{prefix}{f.name}.")
+        for i, v in enumerate(value if isinstance(value, list) else [value]):
+            if isinstance(v, int) and not -(2**63) <= v < 2**63:
+                where = f"{prefix}{f.name}" + (f"[{i}]" if isinstance(value, list) else "")
+                _check(False, where, f"is out of range (must fit in 64 bits), got {shown(v)}")
 
 
 # --- reading --------------------------------------------------------------------------------------
@@ -169,7 +182,7 @@ def coerce(value: Any, kind: Any, key: str) -> Any:
             except OverflowError:  # an int too large for a float
                 value = float("inf")
             if not math.isfinite(value):
-                raise UserError(f"config key {key} must be a finite number, got {value!r}")
+                raise UserError(f"config key {key} must be a finite number, got {shown(value)}")
             return value
     elif kind is int:
         if isinstance(value, int) and not isinstance(value, bool):
@@ -185,23 +198,24 @@ def coerce(value: Any, kind: Any, key: str) -> Any:
             return [coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
     elif origin is dict:
         if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+            check_size(value, f"config key {key}")
             return dict(value)
     else:  # pragma: no cover - a config field of a type this parser does not know
         raise TypeError(f"unsupported config type {kind}")
     name = getattr(kind, "__name__", str(kind))
-    raise UserError(f"config key {key} must be of type {name}, got {value!r}")
+    raise UserError(f"config key {key} must be of type {name}, got {shown(value)}")
 
 
 def _build(cls: type, data: Any, prefix: str) -> Any:
     if not isinstance(data, dict):
-        raise UserError(f"config section {prefix.rstrip('.') or '(top level)'} must be a mapping, got {data!r}")
+        raise UserError(f"config section {prefix.rstrip('.') or '(top level)'} must be a mapping, got {shown(data)}")
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     for key in data:
         if key not in names:
             hint = suggestion(str(key), names, prefix)
-            shown = key if isinstance(key, (str, int)) and str(key).isprintable() and str(key).strip() else repr(key)
-            raise UserError(f"unknown config key {prefix}{shown}{hint}")
+            name = key if isinstance(key, (str, int)) and str(key).isprintable() and str(key).strip() else shown(key)
+            raise UserError(f"unknown config key {prefix}{shown(name) if len(str(name)) > 80 else name}{hint}")
     kwargs = {}
     for name in names:
         if name not in data:
@@ -214,9 +228,68 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
     return cls(**kwargs)
 
 
+MAX_YAML_BYTES = 1 << 20  # a config is a few kB; refuse huge files before parsing them
+MAX_YAML_DEPTH = 64
+MAX_YAML_VALUES = 100_000  # counted with every alias expanded ("billion laughs")
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """The safe loader, refusing duplicate keys and nesting deeper than :data:`MAX_YAML_DEPTH`."""
+
+    depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self.depth += 1
+        try:
+            if self.depth > MAX_YAML_DEPTH:
+                raise yaml.composer.ComposerError(None, None, f"nested deeper than {MAX_YAML_DEPTH} levels",
+                                                  self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        seen = set()
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                key = self.construct_object(key_node)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(None, None, f"duplicate key {shown(key)}",
+                                                            key_node.start_mark)
+                seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def safe_load(text: str, what: str) -> Any:
+    """YAML ``text`` read with :class:`_BoundedLoader` (a ``yaml.YAMLError`` when malformed), and
+    checked by :func:`check_size` as ``what``."""
+    data = yaml.load(text, Loader=_BoundedLoader)  # noqa: S506 - a SafeLoader subclass
+    check_size(data, what)
+    return data
+
+
+def check_size(data: Any, what: str) -> None:
+    """Raise a :class:`UserError` when ``data`` holds more than :data:`MAX_YAML_VALUES` values, each
+    shared or recursive reference counted every time it is reached (the walk stops at the limit)."""
+    stack, count = [data], 0
+    while stack:
+        item = stack.pop()
+        count += 1
+        if count > MAX_YAML_VALUES:
+            raise UserError(f"{what}: expands to more than {MAX_YAML_VALUES:,} values (through aliases)")
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+
+
 def read_yaml(path: Path) -> dict:
-    """A YAML mapping read with the safe loader, or a one-line UserError."""
+    """A YAML mapping read with the safe loader and bounded in size, or a one-line UserError."""
     try:
+        size = path.stat().st_size
+        if size > MAX_YAML_BYTES:
+            raise UserError(f"{path}: {size:,} bytes is too large for a config file (at most {MAX_YAML_BYTES:,})")
         text = path.read_text()
     except FileNotFoundError:
         raise UserError(f"config file not found: {path}") from None
@@ -225,7 +298,7 @@ def read_yaml(path: Path) -> dict:
     except UnicodeDecodeError:
         raise UserError(f"{path}: not a YAML text file (it is not valid UTF-8)") from None
     try:
-        data = yaml.safe_load(text)
+        data = safe_load(text, str(path))
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
@@ -244,16 +317,17 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     """``section.key=value`` -> (["section", "key"], value parsed as YAML)."""
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
-        raise UserError(f"--set expects section.key=value, got {text!r}")
+        raise UserError(f"--set expects section.key=value, got {shown(text)}")
     path = key.strip().split(".")
     if not all(part.strip() for part in path) or not key.isprintable():
-        raise UserError(f"--set expects section.key=value, got a malformed key {key.strip()!r}")
+        raise UserError(f"--set expects section.key=value, got a malformed key {shown(key.strip())}")
     if not raw.strip():
         raise UserError(f"--set {key.strip()}= has an empty value")
     try:
-        value = yaml.safe_load(raw)
-    except yaml.YAMLError:
-        raise UserError(f"--set {key.strip()}: cannot parse value {raw!r}") from None
+        value = safe_load(raw, f"--set {key.strip()}")
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise UserError(f"--set {key.strip()}: cannot parse value {shown(raw)} ({problem})") from None
     return [part.strip() for part in path], value
 
 
@@ -278,7 +352,7 @@ def _set_path(data: dict, path: list[str], value: Any, depth: int = 0) -> dict:
     else:
         below = out.get(head, {})
         if not isinstance(below, dict):
-            raise UserError(f"--set {'.'.join(path)}: {'.'.join(path[: depth + 1])} is a value ({below!r}), "
+            raise UserError(f"--set {'.'.join(path)}: {'.'.join(path[: depth + 1])} is a value ({shown(below)}), "
                             "not a section with keys")
         out[head] = _set_path(below, path, value, depth + 1)
     return out

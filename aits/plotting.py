@@ -17,8 +17,17 @@ if TYPE_CHECKING:
 FLOOR = 1e-17  # |dE/E0| of exactly zero, drawn on a log axis
 
 
+def plot_target(path: Path, name: str) -> Path:
+    """The file a figure asked for as ``path`` goes to: ``path/<name>.png`` for a directory,
+    ``path.png`` for a name without a suffix, else ``path`` (its suffix names the format)."""
+    if path.is_dir():
+        return path / f"{name}.png"
+    return path if path.suffix else path.with_name(path.name + ".png")
+
+
 def plot_report(report: Report, path: Path) -> Path:
-    """Write a PNG (or any format matplotlib knows from the suffix) of ``report`` to ``path``."""
+    """Write a PNG (or any format matplotlib knows from the suffix) of ``report`` to
+    :func:`plot_target` of ``path``, and return that file."""
     Figure = _figure_class()
     traced = [e for e in report.entries if e.trace is not None and len(e.trace["time"])]
     if not traced:
@@ -40,7 +49,7 @@ def plot_report(report: Report, path: Path) -> Path:
     params = ", ".join(f"{k}={v}" for k, v in system.params.items())
     target = f", target |ΔE/E0| ≤ {report.target_error:g}" if report.target_error is not None else ""
     fig.suptitle(f"{system.generator}({params}), t = 0…{system.t_end:.4g}, {report.integrator}{target}")
-    return _save(fig, path)
+    return _save(fig, plot_target(path, "simulate"))
 
 
 def plot_training(metrics: list[dict], path: Path, title: str) -> Path:
@@ -82,7 +91,7 @@ def plot_training(metrics: list[dict], path: Path, title: str) -> Path:
         if handles:
             ax.legend(handles=handles, fontsize=7)
     fig.suptitle(title)
-    return _save(fig, path)
+    return _save(fig, plot_target(path, "training"))
 
 
 def _figure_class():

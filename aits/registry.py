@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterator
 import pluggy
 
 from aits import __version__, hookspecs
-from aits.errors import PluginError, UserError
+from aits.errors import EnvironmentFault, PluginError, UserError, clip
 from aits.interfaces import DtPolicy, FeatureAdapter, InitialConditions, Integrator, Loss, MetricSink
 
 PLUGIN_KINDS = ("integrator", "features", "loss", "initial_conditions", "policy", "metric_sink")  # also Registrar's methods
@@ -199,6 +199,12 @@ def _strict() -> bool:
     return os.environ.get(STRICT_ENV, "") not in ("", "0")
 
 
+def _fail_if_strict(name: str, reason: str) -> None:
+    """With ``AITS_STRICT_PLUGINS`` set, a broken plugin is a one-line error (exit 1)."""
+    if _strict():
+        raise EnvironmentFault(f"aits plugin {name!r} is broken ({reason}); unset {STRICT_ENV} to skip it")
+
+
 def build_plugin_manager() -> tuple[pluggy.PluginManager, dict[str, str], dict[str, str]]:
     """A plugin manager with the built-ins and every loadable entry point registered.
 
@@ -217,9 +223,8 @@ def build_plugin_manager() -> tuple[pluggy.PluginManager, dict[str, str], dict[s
             try:
                 pm.register(ep.load(), name=ep.name)
             except Exception as exc:  # a third-party plugin may fail in any way
-                if _strict():
-                    raise
-                broken[ep.name] = f"{label}: failed to load: {type(exc).__name__}: {exc}"
+                broken[ep.name] = f"{label}: failed to load: {type(exc).__name__}: {clip(str(exc))}"
+                _fail_if_strict(ep.name, broken[ep.name])
                 continue
             sources[ep.name] = label
     return pm, sources, broken
@@ -255,10 +260,12 @@ def collect(pm: pluggy.PluginManager, sources: dict[str, str], broken: dict[str,
                 _call(hook_name, function, registrar)
             except Exception as exc:  # a third-party plugin may fail in any way
                 registry.entries = before  # all of a plugin's objects, or none of them
-                if _strict():
+                if isinstance(exc, PluginError) and _strict():
                     raise
-                why = exc.detail if isinstance(exc, PluginError) else f"{hook_name} failed: {type(exc).__name__}: {exc}"
+                why = exc.detail if isinstance(exc, PluginError) else \
+                    f"{hook_name} failed: {type(exc).__name__}: {clip(str(exc))}"
                 registry.broken[plugin] = f"{registrar.source}: {why}"
+                _fail_if_strict(plugin, registry.broken[plugin])
                 break
     for name, reason in registry.broken.items():
         warnings.warn(f"aits plugin {name!r} is broken and was skipped ({reason})", stacklevel=2)

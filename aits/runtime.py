@@ -7,15 +7,24 @@ import warnings
 
 import torch
 
-from aits.errors import UserError
+from aits.errors import UserError, clip
 
 
 def resolve_device(name: str) -> torch.device:
+    """``cpu``, ``cuda``, ``cuda:N`` or ``auto`` as a device of this machine, or a one-line UserError."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError, TypeError):
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise UserError(f"unknown device {clip(repr(name), 40)} (use cpu, cuda, cuda:N or auto)")
+    if device.type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"device {name!r} requested but no CUDA device is available (use --device cpu or auto)")
-    return torch.device(name)
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise UserError(f"device {name!r} requested but this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return device
 
 
 def warn_compile_failed(exc: Exception, what: str, stacklevel: int = 3) -> None:

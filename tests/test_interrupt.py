@@ -188,15 +188,19 @@ def test_other_commands_print_a_resume_command_that_works(tmp_path: Path, monkey
     saved = Path("stopped/checkpoints") / f"epoch-{(2 if command == 'collect' else 4):06d}.pt"
     if command == "collect":
         assert resume == ["aits", "collect", "--resume", str(saved)]
-    else:  # 2 epochs from collect + 2 rounds done: 2 rounds left, with the same --set
+    else:  # 2 epochs from collect + 2 rounds done: 2 rounds left, with the same --set, in the same run
         assert resume == ["aits", "generalize", str(saved), "--data", "base/dataset.pt", "--rounds", "2",
-                          "--set", "training.max_generalize_iters=3"]
+                          "--set", "training.max_generalize_iters=3", "--out", "stopped"]
     monkeypatch.undo()
     monkeypatch.chdir(tmp_path)
-    done = _invoke(*resume[1:], *(["--out", "continued"] if command == "generalize" else []))
+    done = _invoke(*resume[1:])
     assert done.exit_code == 0, done.output
-    model = torch.load(tmp_path / ("stopped" if command == "collect" else "continued") / "model.pt", weights_only=True)
+    model = torch.load(tmp_path / "stopped" / "model.pt", weights_only=True)
     assert model["epoch"] == (5 if command == "collect" else 6)
+    # one run, one metrics file: every epoch (collect) or round (generalize: epochs 3-6) once, in order
+    epochs = [json.loads(line)["epoch"] for line in lines(tmp_path / "stopped" / "metrics.jsonl")]
+    assert epochs == (list(range(1, 6)) if command == "collect" else [3, 4, 5, 6])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["base", "stopped"]  # no second run directory
 
 
 def test_a_second_signal_stops_at_once_with_130(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import IO, Any
 
+from aits import jsonio
 from aits.errors import UserError
 from aits.hookspecs import hookimpl
 from aits.interfaces import MetricSink
@@ -23,7 +23,7 @@ class JsonlSink(MetricSink):
         self.file = (self.run_dir / "metrics.jsonl").open("a")
 
     def epoch(self, metrics: dict[str, Any]) -> None:
-        self.file.write(json.dumps(metrics) + "\n")
+        self.file.write(jsonio.dumps(metrics) + "\n")
         self.file.flush()
 
     def close(self) -> None:
@@ -51,7 +51,7 @@ class TensorBoardSink(MetricSink):
         # a resumed run redoes the epochs from first_epoch on: drop what an earlier process wrote for them
         self.writer = SummaryWriter(str(self.run_dir), purge_step=first_epoch if first_epoch > 1 else None)
         if first_epoch == 1:
-            self.writer.add_text("config", _code(json.dumps(config, indent=2)), 0)
+            self.writer.add_text("config", _code(jsonio.dumps(config, indent=2)), 0)
 
     def epoch(self, metrics: dict[str, Any]) -> None:
         for key, value in scalars(metrics).items():
@@ -59,7 +59,7 @@ class TensorBoardSink(MetricSink):
         self.writer.flush()
 
     def finish(self, summary: dict[str, Any]) -> None:
-        self.writer.add_text("summary", _code(json.dumps(summary, indent=2)), summary["epochs"])
+        self.writer.add_text("summary", _code(jsonio.dumps(summary, indent=2)), summary["epochs"])
 
     def close(self) -> None:
         if self.writer is not None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
+import warnings
 from pathlib import Path
-from typing import Annotated, Any, Callable, Optional
+from typing import Annotated, Any, Callable, Iterator, Optional
 
 import typer
 
@@ -34,17 +36,20 @@ def fail(message: str, code: int) -> typer.Exit:
 
 
 def command(name: str) -> Callable:
-    """Register a command; user errors become one red line and exit 2, failed runs exit 1."""
+    """Register a command: user errors become one red line and exit 2, failed runs and problems of
+    the machine exit 1 (see :func:`aits.errors.classify`); warnings are one line each."""
 
     def decorate(fn: Callable) -> Callable:
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            from aits.errors import RunFailed, UserError
+            from aits import locks
+            from aits.errors import EnvironmentFault, RunFailed, UserError, classify
             from aits.training.run import Interrupted
 
             try:
-                return fn(*args, **kwargs)
-            except (UserError, RunFailed, Interrupted) as exc:
+                with one_line_warnings():
+                    return fn(*args, **kwargs)
+            except (UserError, RunFailed, EnvironmentFault, Interrupted) as exc:
                 if _debug["on"]:
                     raise
                 if isinstance(exc, Interrupted):
@@ -56,10 +61,31 @@ def command(name: str) -> Callable:
                 if _debug["on"]:
                     raise
                 raise fail("interrupted (no checkpoint written by this interruption)", 130) from None
+            except Exception as exc:  # a known cause (file system, memory, ...) is one line; a bug is not
+                reported = classify(exc)
+                if reported is None or _debug["on"]:
+                    raise
+                raise fail(*reported) from None
+            finally:
+                locks.release_all()
 
         return app.command(name)(wrapper)
 
     return decorate
+
+
+@contextlib.contextmanager
+def one_line_warnings() -> Iterator[None]:
+    """Show each warning as ``warning: <message>`` on stderr, without the source line that raised it."""
+    def show(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        print(f"warning: {message}", file=sys.stderr)
+
+    previous = warnings.showwarning
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = previous
 
 
 def _resume_command(name: str, exc: Any, kwargs: dict) -> str:
@@ -71,7 +97,7 @@ def _resume_command(name: str, exc: Any, kwargs: dict) -> str:
             return f"nothing (every round finished; {exc.saved} holds the policy)"
         sets = "".join(f" --set {shlex.quote(s)}" for s in kwargs.get("set_") or [])
         return f"aits generalize {shlex.quote(str(exc.saved))} --data {shlex.quote(str(kwargs.get('data')))} " \
-               f"--rounds {exc.remaining}{sets}"
+               f"--rounds {exc.remaining}{sets} --out {shlex.quote(str(exc.saved.parent.parent))}"
     return f"aits {name} --resume {shlex.quote(str(exc.saved))}"
 
 

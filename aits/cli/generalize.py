@@ -18,7 +18,8 @@ def generalize_cli(
     set_: SetOpt = None,
     out: OutOpt = None,
 ) -> None:
-    """Run Part 2 (random minibatches of the data set, one batched step each) and save the policy."""
+    """Run Part 2 (random minibatches of the data set, one batched step each) and save the policy.
+    With ``--out`` the run directory of CHECKPOINT (one of its checkpoints/), the run goes on there."""
     from aits.cli.progress import make_reporter
     from aits.cli.training import stderr_console, summary_table
     from aits import sinks
@@ -29,7 +30,11 @@ def generalize_cli(
     trainer = runs.trainer_from_checkpoint(checkpoint, set_, reporter)
     runs.load_dataset_into(trainer, data)
     sinks.resolve(trainer.config.logging.sinks)  # before any file is written
-    run = runs.new_run_dir(out, "generalize")
+    own = runs.run_of(checkpoint)
+    if out is not None and own is not None and out.resolve() == own.resolve():
+        run = runs.continue_run(own, trainer.epoch)  # resuming: the rounds go on in the same run
+    else:
+        run = runs.new_run_dir(out, "generalize")
     runs.write_config(run, trainer.config)
     with reporter:
         runs.run_epochs(trainer, run, trainer.epoch + rounds, part1=False)

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from aits import jsonio
 from aits.cli.app import JsonOpt, command
 
 LastOpt = Annotated[int, typer.Option("--last", min=0, help="Epochs shown in the epoch table (0: all).")]
@@ -34,7 +35,7 @@ def inspect_cli(path: Annotated[Path, typer.Argument(metavar="PATH", help="A che
         written = plot_training(metrics, plot, f"{summary['kind']}: {path}")
         make_console(stderr=True).print(f"plot written to {written}")
     if as_json:
-        print(json.dumps(summary, indent=2, default=str))
+        print(jsonio.dumps(summary, indent=2, default=str))
         return
     table = Table(title=f"{summary['kind']}: {path}", show_header=False)
     for key, value in summary.items():

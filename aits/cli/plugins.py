@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import json
-
+from aits import jsonio
 from aits.cli.app import JsonOpt, command
 
 
@@ -22,7 +21,7 @@ def plugins_cli(as_json: JsonOpt = False) -> None:
         for kind in registry.entries for e in sorted(registry.entries[kind].values(), key=lambda e: e.name)
     ]
     if as_json:
-        print(json.dumps({"plugins": rows, "broken": registry.broken}, indent=2))
+        print(jsonio.dumps({"plugins": rows, "broken": registry.broken}, indent=2))
         return
     table = Table(title="aits plugins")
     for column in ("kind", "name", "summary", "source"):

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
+import math
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
+from aits import jsonio
 from aits.cli.app import DeviceOpt, JsonOpt, command
 
 SystemOpt = Annotated[str, typer.Option("--system", "-S", help="Initial-condition generator (see aits plugins) "
@@ -53,6 +54,10 @@ def simulate_cli(system: SystemOpt = "kepler_binary", param: ParamOpt = None, ch
 
     if max_steps < 1:
         raise UserError(f"--max-steps must be >= 1, got {max_steps}")
+    numbers = {"--target-error": target_error, "--periods": periods, "--time": time, "--G": G, "--softening": softening}
+    for flag, value in numbers.items():
+        if value is not None and not math.isfinite(value):
+            raise UserError(f"{flag} must be a finite number, got {value}")
     if target_error is not None and not target_error > 0:
         raise UserError(f"--target-error must be > 0, got {target_error}")
     if plot is not None:
@@ -74,7 +79,7 @@ def simulate_cli(system: SystemOpt = "kepler_binary", param: ParamOpt = None, ch
 
         err.print(f"plot written to {plot_report(report, plot)}")
     if as_json:
-        print(json.dumps(report.to_json(), indent=2))
+        print(jsonio.dumps(report.to_json(), indent=2))
         return
     console = make_console(stderr=False)
     console.print(results_table(report))

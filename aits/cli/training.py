@@ -32,12 +32,12 @@ def start(config: Path | None, sets: list[str], resume: Path | None, out: Path |
         trainer = Trainer(load_config(config, sets), reporter)  # builds everything (and validates plugin names)
     sinks.resolve(trainer.config.logging.sinks)  # before any file is written
     if resume is not None:
-        own = resume.parent.parent if resume.parent.name == "checkpoints" else resume.parent
+        own = runs.run_of(resume) or resume.parent
         if out is None or out.resolve() == own.resolve():
-            run = runs.RunDir(own)  # continue the checkpoint's own run
+            run = runs.continue_run(own, trainer.epoch)  # the checkpoint's own run
         else:
             run = runs.new_run_dir(out, command)  # another run's directory is never overwritten
-        runs.write_metrics(run, trainer.metrics)
+            runs.write_metrics(run, trainer.metrics)
     else:
         run = runs.new_run_dir(out, command)
     runs.write_config(run, trainer.config)

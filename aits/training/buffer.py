@@ -64,8 +64,10 @@ class ReplayBuffer:
         return s, d["energy"], d["history"]
 
     def state_dict(self) -> dict:
+        """The held samples only: copies of the first ``size`` rows (a slice would be saved with the
+        whole capacity it views)."""
         return {"capacity": self.capacity, "size": self.size, "cursor": self.cursor,
-                **{name: t[: self.size].cpu() if self.size < self.capacity else t.cpu() for name, t in self.data.items()}}
+                **{name: t[: self.size].to("cpu", copy=True) for name, t in self.data.items()}}
 
     def load_state_dict(self, state: dict) -> None:
         self.size, self.cursor = int(state["size"]), int(state["cursor"])

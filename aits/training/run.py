@@ -6,16 +6,16 @@ from __future__ import annotations
 import json
 import signal
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import torch
 
-from aits import checkpoint, sinks
+from aits import checkpoint, jsonio, locks, sinks
 from aits.config import RunConfig, apply_overrides, config_from_dict, dump_yaml
-from aits.errors import RunFailed, UserError
+from aits.errors import EnvironmentFault, RunFailed, UserError, clip
 from aits.training.trainer import Reporter, Trainer
 
 
@@ -56,7 +56,7 @@ class RunDir:
 
 
 def new_run_dir(out: Path | None, command: str) -> RunDir:
-    """A fresh run directory; an existing non-empty one is never reused silently."""
+    """A fresh run directory, locked for this process; an existing non-empty one is never reused."""
     if out is None:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         out = Path("runs") / f"{command}-{stamp}"
@@ -66,13 +66,42 @@ def new_run_dir(out: Path | None, command: str) -> RunDir:
             out = Path("runs") / f"{command}-{stamp}-{n}"
     elif out.exists() and not out.is_dir():
         raise UserError(f"output directory {out} is an existing file; choose another --out")
-    elif out.exists() and any(out.iterdir()):
-        raise UserError(f"output directory {out} already exists and is not empty; choose another --out (or --resume)")
+    _refuse_used(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"cannot create output directory {out}: {exc.strerror}") from None
+    locks.lock_run_dir(out)
+    _refuse_used(out)  # again under the lock: another process may have finished a run here meanwhile
     return RunDir(out)
+
+
+def _refuse_used(out: Path) -> None:
+    if out.is_dir() and any(p.name != locks.LOCK_NAME for p in out.iterdir()):
+        raise UserError(f"output directory {out} already exists and is not empty; choose another --out (or --resume)")
+
+
+def continue_run(path: Path, epoch: int) -> RunDir:
+    """The run directory ``path`` of a checkpoint taken after ``epoch`` epochs, locked for this
+    process, its metrics cut back to those epochs."""
+    locks.lock_run_dir(path)
+    run = RunDir(path)
+    if run.metrics.is_file():
+        kept = [line for line in run.metrics.read_text().splitlines() if _epoch_of(line) <= epoch]
+        checkpoint.atomic_write(run.metrics, lambda f: f.write("".join(f"{line}\n" for line in kept).encode()))
+    return run
+
+
+def _epoch_of(line: str) -> float:
+    try:
+        return float(json.loads(line)["epoch"])
+    except (ValueError, KeyError, TypeError):
+        return float("inf")  # not an epoch's record: dropped
+
+
+def run_of(checkpoint_path: Path) -> Path | None:
+    """The run directory that holds ``checkpoint_path`` as one of its periodic checkpoints, if any."""
+    return checkpoint_path.parent.parent if checkpoint_path.parent.name == "checkpoints" else None
 
 
 def checkpoint_payload(trainer: Trainer) -> dict:
@@ -114,12 +143,50 @@ def trainer_from_checkpoint(path: Path, overrides: list[str] | None = None, repo
         raise UserError(f"{path}: {exc}") from None
     config = config_from_dict(apply_overrides(saved, overrides or []))
     trainer = Trainer(config, reporter)
+    fresh = trainer.state_dict()
     try:
+        for section in ("model", "optimizer", "systems"):
+            _check_like(fresh[section], data[section], section)
+        _check_buffer(data["buffer"], trainer)
         trainer.load_state_dict(data)
     except (KeyError, RuntimeError, ValueError, TypeError, AttributeError, IndexError) as exc:
-        reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        reason = clip(str(exc)) if str(exc) else type(exc).__name__
         raise UserError(f"{path}: checkpoint does not match its config ({type(exc).__name__}: {reason})") from None
     return trainer
+
+
+def _check_like(fresh: object, saved: object, where: str) -> None:
+    """Raise ValueError unless every tensor of ``fresh`` has its shape and dtype in ``saved``."""
+    if isinstance(fresh, torch.Tensor):
+        if not isinstance(saved, torch.Tensor) or (saved.shape, saved.dtype) != (fresh.shape, fresh.dtype):
+            got = _described(saved) if isinstance(saved, torch.Tensor) else f"a {type(saved).__name__}"
+            raise ValueError(f"{where} is {got}, expected {_described(fresh)}")
+    elif isinstance(fresh, dict):
+        if not isinstance(saved, dict):
+            raise ValueError(f"{where} is a {type(saved).__name__}, expected a mapping")
+        for key, value in fresh.items():
+            if key not in saved:
+                raise KeyError(f"{where}.{key}")
+            _check_like(value, saved[key], f"{where}.{key}")
+
+
+def _described(t: torch.Tensor) -> str:
+    return f"{tuple(t.shape)} {str(t.dtype).removeprefix('torch.')}"
+
+
+def _check_buffer(state: object, trainer: Trainer) -> None:
+    """Raise ValueError unless ``state`` is a replay buffer of at most the capacity with fields that fit."""
+    if not isinstance(state, dict):
+        raise ValueError(f"buffer is a {type(state).__name__}, expected a mapping")
+    size = int(state["size"])
+    if not 0 <= size <= trainer.buffer.capacity or not 0 <= int(state["cursor"]) < trainer.buffer.capacity:
+        raise ValueError(f"buffer holds {size} samples (cursor {state['cursor']}), outside training.replay_capacity="
+                         f"{trainer.buffer.capacity}")
+    for name, held in trainer.buffer.data.items():
+        got = state.get(name)
+        if not isinstance(got, torch.Tensor) or tuple(got.shape) != (size, *held.shape[1:]):
+            shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
+            raise ValueError(f"buffer.{name} is {shape}, expected {(size, *held.shape[1:])}")
 
 
 def load_dataset_into(trainer: Trainer, path: Path) -> None:
@@ -134,20 +201,19 @@ def load_dataset_into(trainer: Trainer, path: Path) -> None:
         raise UserError(f"{path}: malformed data set (missing or bad field {exc})") from None
     if features != have or (bodies, dims) != (trainer.systems.bodies, trainer.systems.dims):
         raise UserError(
-            f"{path}: data set features {features} for N={bodies}, D={dims} do not fit "
+            f"{path}: data set features {clip(str(features))} for N={bodies}, D={dims} do not fit "
             f"the model ({have} for N={trainer.systems.bodies}, D={trainer.systems.dims})"
         )
     if size > trainer.buffer.capacity:
         raise UserError(f"{path}: holds {size} samples, more than training.replay_capacity={trainer.buffer.capacity}")
-    for name, held in trainer.buffer.data.items():
-        got = buffer.get(name) if isinstance(buffer, dict) else None
-        if not isinstance(got, torch.Tensor) or tuple(got.shape) != (size, *held.shape[1:]):
-            shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
-            raise UserError(f"{path}: malformed data set (buffer.{name} is {shape}, expected {(size, *held.shape[1:])})")
+    try:
+        _check_buffer(buffer, trainer)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"{path}: malformed data set ({clip(str(exc))})") from None
     try:
         trainer.buffer.load_state_dict(buffer)
     except (KeyError, RuntimeError, ValueError, TypeError, AttributeError, IndexError) as exc:
-        reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        reason = clip(str(exc)) if str(exc) else type(exc).__name__
         raise UserError(f"{path}: malformed data set ({type(exc).__name__}: {reason})") from None
 
 
@@ -171,7 +237,7 @@ def stop_on_signals() -> Iterator[list[int]]:
 
 def write_metrics(run: RunDir, metrics: list[dict]) -> None:
     """Rewrite metrics.jsonl from a list (atomic), e.g. when resuming from a checkpoint."""
-    text = "".join(json.dumps(m) + "\n" for m in metrics)
+    text = "".join(jsonio.dumps(m) + "\n" for m in metrics)
     checkpoint.atomic_write(run.metrics, lambda f: f.write(text.encode()))
 
 
@@ -180,10 +246,11 @@ def run_epochs(trainer: Trainer, run: RunDir, until_epoch: int, part1: bool = Tr
     (``logging.sinks``) and checkpointing.
 
     A signal stops the run at the next epoch boundary with a checkpoint, so that resuming from it
-    gives the same result as an uninterrupted run.
+    gives the same result as an uninterrupted run. A failed write stops it with one line naming the
+    file, the cause and the last good checkpoint.
     """
     every = trainer.config.training.checkpoint_every
-    with stop_on_signals() as received, sinks.open_sinks(trainer, run.path) as log:
+    with stop_on_signals() as received, naming_last_checkpoint(run), sinks.open_sinks(trainer, run.path) as log:
         while trainer.epoch < until_epoch:
             try:
                 metrics = trainer.run_epoch(part1, part2)
@@ -197,6 +264,18 @@ def run_epochs(trainer: Trainer, run: RunDir, until_epoch: int, part1: bool = Tr
             if trainer.epoch % every == 0 and trainer.epoch < until_epoch:
                 save_checkpoint(trainer, run.epoch_checkpoint(trainer.epoch))
         log.finish(sinks.summary(trainer))
+
+
+@contextmanager
+def naming_last_checkpoint(run: RunDir) -> Iterator[None]:
+    """Add the newest periodic checkpoint of ``run`` (intact: every write is atomic) to a write failure."""
+    try:
+        yield
+    except EnvironmentFault as exc:
+        saved = sorted(run.path.glob("checkpoints/epoch-*.pt"))
+        where = f"the last good checkpoint is {saved[-1]} (--resume continues from it)" if saved else \
+            "no checkpoint of this run was written"
+        raise EnvironmentFault(f"{exc}; {where}") from None
 
 
 def write_config(run: RunDir, config: RunConfig) -> None:
