@@ -25,7 +25,7 @@ from aits.errors import EnvironmentFault, UserError, clip
 FORMAT = "aits"
 FORMAT_VERSION = 2  # 2: with a content hash
 READABLE_VERSIONS = (1, 2)
-KINDS = ("checkpoint", "dataset")
+FILE_KINDS = ("checkpoint", "dataset")  # what a file written by save() holds
 
 
 def atomic_write(path: Path, write: Any) -> None:
@@ -78,7 +78,7 @@ def _feed(digest: Any, obj: Any) -> None:
 
 def save(path: Path, kind: str, payload: dict) -> Path:
     """Write ``payload`` with the format header and its content hash, atomically."""
-    assert kind in KINDS
+    assert kind in FILE_KINDS
     data = {"format": FORMAT, "format_version": FORMAT_VERSION, "aits_version": __version__, "kind": kind, **payload}
     data["content_hash"] = content_hash(data)
     blob = io.BytesIO()  # serialised first: a failed write is then an OSError with its cause

@@ -18,7 +18,7 @@ def make_console(stderr: bool = True) -> Console:
     return console if console.is_terminal else Console(stderr=stderr, highlight=False, width=UNWRAPPED)
 
 
-def describe(m: dict) -> str:
+def epoch_line(m: dict) -> str:
     """One line summarising an epoch's metrics."""
     parts = [f"epoch {m['epoch']}"]
     if "part1" in m:
@@ -59,7 +59,7 @@ class PlainReporter:
         now = time.monotonic()
         if now - self.last >= self.every_s or metrics["epoch"] >= self.total:
             self.last = now
-            self.console.print(describe(metrics))
+            self.console.print(epoch_line(metrics))
 
 
 class RichReporter:
@@ -92,7 +92,7 @@ class RichReporter:
 
     def epoch_finished(self, metrics: dict) -> None:
         p2 = metrics.get("part2")
-        status = f"pass {_pct(p2['pass_rate'])} dt/tau {p2['dt_over_tau_median']:.3g}" if p2 else describe(metrics)
+        status = f"pass {_pct(p2['pass_rate'])} dt/tau {p2['dt_over_tau_median']:.3g}" if p2 else epoch_line(metrics)
         self.progress.update(self.task, completed=metrics["epoch"], status=status)
 
 
