@@ -91,7 +91,7 @@ def test_any_command_turns_an_escaping_error_into_one_line_and_debug_shows_it(cw
     def exhausted(*args: Any, **kwargs: Any) -> None:
         raise MemoryError
 
-    monkeypatch.setattr("aits.inspection.describe", exhausted)
+    monkeypatch.setattr("aits.inspection.inspect", exhausted)
     (cwd / "x.pt").write_bytes(b"")
     assert_one_line_error(invoke("inspect", "x.pt"), "out of memory (MemoryError", code=1)
     assert isinstance(invoke("--debug", "inspect", "x.pt").exception, MemoryError)
