@@ -9,7 +9,7 @@ peak memory and how the cost grows with the batch size B and the number of bodie
 
 What each cell times (see benchmarks/README.md for the details):
 
-* ``part1_retrain``  ``Trainer.evaluate`` + ``Trainer.optimise`` on the same live state: what one
+* ``part1_retrain``  ``Stepper.evaluate`` + ``Executor.optimise`` on the same live state: what one
   Part 1 rejection costs (B = ``--part1-batch`` systems).
 * ``part1_reject``   ``Trainer.collect()`` with a gate nothing passes and ``max_retrain_steps`` as
   a stop: the same rejection, plus the bookkeeping of the real collect loop.
@@ -19,7 +19,7 @@ What each cell times (see benchmarks/README.md for the details):
   iteration, never converging: (sample + evaluate + optimise) x M / time = samples/s.
 * ``part2_ref``      the straightforward per-sample loop: for every sample of a minibatch
   evaluate it alone (B = 1) and backprop its loss, one optimizer step per chunk; samples/s.
-* ``part2_ref_step`` the same with an optimizer step after every sample (``Trainer.optimise``).
+* ``part2_ref_step`` the same with an optimizer step after every sample (``Executor.optimise``).
 * ``*_compiled``     with ``--compile``: ``part1_retrain`` and ``part2`` at M = 512 with the config
   key ``compile`` on; the first call (compilation) is timed apart as ``compile_s``.
 * ``simulate``       ``aits.simulation.engine.integrate`` with the ``learned`` policy wrapping the
@@ -53,6 +53,7 @@ from aits import registry
 from aits.config import RunConfig, default_config_path, load_config, read_yaml
 from aits.interfaces import push_history
 from aits.errors import RunFailed  # collect() raises one (RetrainCapHit) when max_retrain_steps is hit
+from aits.training.build import build_trainer
 from aits.training.trainer import Trainer
 
 NEVER = {"energy_threshold": 1e-290, "E_lower": 1e-300}  # a gate (and a band) no step passes
@@ -212,17 +213,17 @@ def part1_cells(args, clock, hidden, n, batch, emit) -> None:
         return
 
     # evaluate + optimise on the same state: what a rejection costs
-    result = measure(clock, retrain_fn(Trainer(build_config(args, hidden, n, batch))), args.min_time, args.warmup)
+    result = measure(clock, retrain_fn(build_trainer(build_config(args, hidden, n, batch))), args.min_time, args.warmup)
     emit("part1_retrain", tag, **result, unit="iterations")
 
     # the real collect loop, every step rejected, stopped by the retrain cap (calls of ~0.1 s)
     cap = max(2, min(50, round(0.1 / result["s_per_iter"])))
-    reject = reject_fn(Trainer(build_config(args, hidden, n, batch, max_retrain_steps=cap, **NEVER)), cap)
+    reject = reject_fn(build_trainer(build_config(args, hidden, n, batch, max_retrain_steps=cap, **NEVER)), cap)
     emit("part1_reject", tag, **measure(clock, reject, args.min_time, args.warmup), unit="iterations")
 
     # the real collect loop, every step accepted: evaluate + accept
     steps = 4
-    tr = Trainer(build_config(args, hidden, n, batch, steps_per_epoch=steps, **ALWAYS))
+    tr = build_trainer(build_config(args, hidden, n, batch, steps_per_epoch=steps, **ALWAYS))
 
     def accept():
         m = tr.collect()
@@ -233,10 +234,10 @@ def part1_cells(args, clock, hidden, n, batch, emit) -> None:
 
 def retrain_fn(tr: Trainer) -> Callable[[], tuple[int, int]]:
     """One Part 1 rejection on the trainer's live state: evaluate + optimise."""
-    s, energy, history = tr.systems, tr.energy, tr.history
+    s, energy, history = tr.population.systems, tr.population.energy, tr.population.history
 
     def retrain():
-        tr.optimise(tr.evaluate(s, energy, history).losses.mean())
+        tr.executors.eager.optimise(tr.stepper.evaluate(s, energy, history).losses.mean())
         return 1, 1
 
     return retrain
@@ -263,16 +264,16 @@ def generalize_fn(tr: Trainer, m: int) -> Callable[[], tuple[int, int]]:
         out = tr.generalize()
         if out.get("converged"):
             raise RuntimeError("generalize() converged on a gate nothing should pass")
-        return out["iterations"], out["iterations"] * min(m, tr.buffer.size)
+        return out["iterations"], out["iterations"] * min(m, tr.population.buffer.size)
 
     return generalize
 
 
 def filled_trainer(config, n: int, capacity: int) -> Trainer:
     """A trainer whose replay buffer holds ``capacity`` fresh systems."""
-    tr = Trainer(config)
+    tr = build_trainer(config)
     s = make_batch(tr, n, capacity)
-    tr.buffer.add(s, tr.gravity.energy(s), tr.adapter.empty_history(s), torch.zeros_like(s.time))
+    tr.population.buffer.add(s, tr.gravity.energy(s), tr.adapter.empty_history(s), torch.zeros_like(s.time))
     return tr
 
 
@@ -290,7 +291,7 @@ def compiled_cells(args, clock, hidden, n, emit) -> None:
     batch, cap = args.part1_batch[0], 50
     config = build_config(args, hidden, n, batch, max_retrain_steps=cap, **NEVER)
     timed("part1_retrain_compiled", {"bodies": n, "batch": batch},
-          reject_fn(Trainer(dataclasses.replace(config, compile=True)), cap), "iterations")
+          reject_fn(build_trainer(dataclasses.replace(config, compile=True)), cap), "iterations")
     m = 512 if 512 in args.minibatch else args.minibatch[-1]
     config = build_config(args, hidden, n, 1, replay_capacity=m, replay_batch_size=m, max_generalize_iters=10, **NEVER)
     tr = filled_trainer(dataclasses.replace(config, compile=True), n, m)
@@ -332,24 +333,24 @@ def reference_loop(args, clock: Clock, tr: Trainer, mode: str) -> dict:
     """The per-sample Part 2: each sample of a minibatch evaluated alone (B = 1) in a Python loop.
 
     ``accumulate``: backprop each sample's loss, one optimizer step per chunk (the same update as
-    the batched mean). ``step``: an optimizer step after every sample (``Trainer.optimise``).
+    the batched mean). ``step``: an optimizer step after every sample (``Executor.optimise``).
     """
     chunk = args.ref_chunk
 
     def one_chunk() -> int:
-        s, energy, history = tr.buffer.sample(chunk, tr.rng)
+        s, energy, history = tr.population.buffer.sample(chunk, tr.rng)
         k = s.batch
         if mode == "step":
             for i in range(k):
-                r = tr.evaluate(s.index(slice(i, i + 1)), energy[i : i + 1], history[i : i + 1])
-                tr.optimise(tr.sample_losses(r).mean())
+                r = tr.stepper.evaluate(s.index(slice(i, i + 1)), energy[i : i + 1], history[i : i + 1])
+                tr.executors.eager.optimise(tr.stepper.sample_losses(r).mean())
             return k
         tr.policy.train()
         tr.optimizer.zero_grad()
         for i in range(k):
-            r = tr.evaluate(s.index(slice(i, i + 1)), energy[i : i + 1], history[i : i + 1])
-            (tr.sample_losses(r).mean() / k).backward()
-        tr.optimizer.step()  # clips the gradient norm first, as Trainer.optimise
+            r = tr.stepper.evaluate(s.index(slice(i, i + 1)), energy[i : i + 1], history[i : i + 1])
+            (tr.stepper.sample_losses(r).mean() / k).backward()
+        tr.optimizer.step()  # clips the gradient norm first, as Executor.optimise
         return k
 
     # bounded: warm-up on one chunk, then time until ref_samples samples (and min_time) are done,
@@ -371,7 +372,7 @@ def reference_loop(args, clock: Clock, tr: Trainer, mode: str) -> dict:
 
 
 def simulate_cells(args, clock, hidden, n, emit) -> None:
-    tr = Trainer(build_config(args, hidden, n, 1))
+    tr = build_trainer(build_config(args, hidden, n, 1))
     tr.policy.eval()
     for batch in args.sim_batch:
         tag = {"bodies": n, "batch": batch}

@@ -19,6 +19,8 @@ from torch._dynamo.utils import counters
 
 from aits.builtin.integrators import Leapfrog
 from aits.physics import Gravity, Systems
+from aits.training import part1
+from aits.training.build import build_trainer
 from aits.training.trainer import Trainer
 from conftest import small_config
 
@@ -41,7 +43,7 @@ def with_backend(monkeypatch: pytest.MonkeyPatch, backend: str) -> None:
 
 
 def run(*overrides: str, epochs: int = 2) -> Trainer:
-    trainer = Trainer(small_config(*TINY, *overrides))
+    trainer = build_trainer(small_config(*TINY, *overrides))
     for _ in range(epochs):
         trainer.run_epoch()
     return trainer
@@ -99,10 +101,10 @@ def test_compiled_iteration_cuts_the_gradient_of_nonfinite_rows_without_a_branch
     results = []
     for compile_ in (False, True):
         with_backend(monkeypatch, "aot_eager")
-        trainer = Trainer(small_config(*TINY, f"compile={compile_}"))
+        trainer = build_trainer(small_config(*TINY, f"compile={compile_}"))
         monkeypatch.setattr(trainer.integrator, "step", broken)
-        active = torch.ones(trainer.systems.batch, dtype=torch.bool)
-        r = (trainer._collect_iteration_compiled if compile_ else trainer._collect_iteration)(active)
+        active = torch.ones(trainer.population.systems.batch, dtype=torch.bool)
+        (r,), _ = part1.iteration(trainer, [active])
         results.append((r, weights(trainer), trainer.counters))
     (a, weights_a, counted_a), (b, weights_b, counted_b) = results
     assert counters["stats"]["unique_graphs"] == 1 and not counters["graph_break"]
@@ -142,12 +144,12 @@ def test_compiled_part2_skips_the_update_where_eager_does(monkeypatch: pytest.Mo
     with_backend(monkeypatch, "aot_eager")
     extra = ["training.energy_threshold=1e300", "training.done_criterion=gate"] if case == "all-done" else []
     for compile_ in ("false", "true"):
-        trainer = Trainer(small_config(*TINY, f"compile={compile_}", "training.max_generalize_iters=3", *extra))
+        trainer = build_trainer(small_config(*TINY, f"compile={compile_}", "training.max_generalize_iters=3", *extra))
         trainer.collect()
         if case == "nonfinite-gradient":  # zero loss, infinite gradient, and no sample ever done
-            monkeypatch.setattr(trainer, "loss_fn", lambda rel_dE, config: (rel_dE - rel_dE.detach()).sqrt())
+            monkeypatch.setattr(trainer.stepper, "loss_fn", lambda rel_dE, config: (rel_dE - rel_dE.detach()).sqrt())
             never = dataclasses.replace(trainer.config.training, energy_threshold=1e-290, E_lower=1e-300)
-            trainer.config = dataclasses.replace(trainer.config, training=never)
+            trainer.stepper.training = never
         before = [t.clone() for t in (trainer.optimizer.flat, trainer.optimizer.exp_avg, trainer.optimizer.exp_avg_sq)]
         steps = trainer.counters.optimizer_steps, trainer.optimizer.steps
         stats = trainer.generalize()
@@ -160,14 +162,15 @@ def test_compiled_part2_skips_the_update_where_eager_does(monkeypatch: pytest.Mo
 
 def test_compiled_resume_from_a_checkpoint_equals_an_uninterrupted_compiled_run(monkeypatch: pytest.MonkeyPatch,
                                                                                tmp_path) -> None:
-    from aits.training.run import RunDir, run_epochs, save_checkpoint, trainer_from_checkpoint
+    from aits.training.run import RunDir, run_epochs, save_checkpoint
+    from aits.training.state import trainer_from_checkpoint
 
     with_backend(monkeypatch, "aot_eager")
     config = [*TINY, "compile=true", "training.epochs=4"]
     (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
-    straight = Trainer(small_config(*config))
+    straight = build_trainer(small_config(*config))
     run_epochs(straight, RunDir(tmp_path / "a"), 4)
-    first = Trainer(small_config(*config))
+    first = build_trainer(small_config(*config))
     run_epochs(first, RunDir(tmp_path / "b"), 2)
     second = trainer_from_checkpoint(save_checkpoint(first, tmp_path / "b" / "half.pt"))
     run_epochs(second, RunDir(tmp_path / "b"), 4)

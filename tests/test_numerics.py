@@ -16,6 +16,7 @@ from aits.builtin.integrators import Leapfrog
 from aits.config import load_config
 from aits.physics import Gravity, Systems
 from aits.physics.gravity import angular_momentum, kinetic_energy, momentum
+from aits.training.build import build_trainer
 from aits.training.trainer import Trainer
 
 F64 = torch.float64
@@ -26,7 +27,7 @@ BAD_VALUES = [math.nan, math.inf, -math.inf]
 
 
 def trainer(*overrides: str) -> Trainer:
-    return Trainer(load_config(None, [*BASE, *overrides]))
+    return build_trainer(load_config(None, [*BASE, *overrides]))
 
 
 def weights_finite(t: Trainer) -> bool:
@@ -40,10 +41,10 @@ def weights(t: Trainer) -> list[torch.Tensor]:
 def assert_run_is_sane(t: Trainer) -> None:
     """Weights, live states, energies and every recorded sample are finite."""
     assert weights_finite(t)
-    assert all(bool(torch.isfinite(x).all()) for x in t.systems.tensors())
-    assert bool(torch.isfinite(t.energy).all())
-    n = t.buffer.size
-    for name, data in t.buffer.data.items():
+    assert all(bool(torch.isfinite(x).all()) for x in t.population.systems.tensors())
+    assert bool(torch.isfinite(t.population.energy).all())
+    n = t.population.buffer.size
+    for name, data in t.population.buffer.data.items():
         assert bool(torch.isfinite(data[:n]).all()), name
     for state in t.optimizer.state.values():
         assert all(bool(torch.isfinite(v).all()) for v in state.values() if isinstance(v, torch.Tensor))
@@ -104,9 +105,9 @@ def test_nonfinite_log_ratio_never_reaches_the_weights(monkeypatch: pytest.Monke
 @pytest.mark.parametrize("value", BAD_VALUES + [1e6], ids=["nan", "inf", "-inf", "huge"])
 def test_penalty_for_a_nonfinite_step_is_bounded_and_pushes_dt_down(value: float) -> None:
     t = trainer()
-    s, history = t.systems, t.history
+    s, history = t.population.systems, t.population.history
     t.policy.forward = SpoiledPolicy(t, value, rows=slice(0, 3), when=lambda call: call == 0)
-    r = t.evaluate(s, t.energy, history)
+    r = t.stepper.evaluate(s, t.population.energy, history)
     del t.policy.forward
     bad = torch.zeros(s.batch, dtype=torch.bool)
     bad[:3] = True
@@ -114,14 +115,14 @@ def test_penalty_for_a_nonfinite_step_is_bounded_and_pushes_dt_down(value: float
         assert not bool((r.finite[:3] & (r.rel_dE[:3] < t.config.training.energy_threshold)).any())
         return  # a huge but finite dt is an ordinary (large) error, handled by the loss
     assert not bool(r.finite[:3].any()) and bool(r.finite[3:].all())
-    losses = t.sample_losses(r)
+    losses = t.stepper.sample_losses(r)
     assert bool(torch.isfinite(losses).all())
     penalty = t.config.training.nonfinite_penalty
     assert torch.allclose(losses[bad], torch.full((3,), penalty, dtype=F64))
     assert bool((losses[~bad] < penalty).all())
     # the penalty's gradient lowers the predicted dt of the rows that failed
     before, _ = t.policy(s, history)
-    t.optimise(losses[bad].mean())
+    t.executors.eager.optimise(losses[bad].mean())
     after, _ = t.policy(s, history)
     assert bool((after[:3] < before[:3]).all())
     assert weights_finite(t)
@@ -132,12 +133,12 @@ def test_nonfinite_gradient_is_skipped_and_weights_unchanged() -> None:
     before = weights(t)
     steps = t.counters.optimizer_steps
     first = next(t.policy.parameters())
-    t.optimise((first * math.nan).sum())
-    t.optimise((first * math.inf).sum())
+    t.executors.eager.optimise((first * math.nan).sum())
+    t.executors.eager.optimise((first * math.inf).sum())
     assert t.counters.optimizer_steps == steps
     assert all(torch.equal(a, b) for a, b in zip(before, weights(t)))
     # and an ordinary loss still trains
-    t.optimise((first**2).sum())
+    t.executors.eager.optimise((first**2).sum())
     assert t.counters.optimizer_steps == steps + 1
     assert not all(torch.equal(a, b) for a, b in zip(before, weights(t)))
 
@@ -201,7 +202,7 @@ def test_close_encounter_with_zero_softening_does_not_crash() -> None:
     for _ in range(3):
         metrics = t.run_epoch()
         assert metrics["part1"]["rel_dE_max"] < t.config.training.energy_threshold
-    assert t.buffer.size > 0
+    assert t.population.buffer.size > 0
     assert_run_is_sane(t)
 
 
@@ -211,7 +212,7 @@ def test_exact_collision_with_zero_softening_is_a_rejected_step(tmp_path, monkey
     np.save(path, np.array([[1.0, -0.5, 0, 0, 0, 0, 0], [1.0, 0.5, 0, 0, 0, 0, 0]]))
     t = trainer("system.generator=from_file", f"system.params={{path: {path}, count: 2}}", "physics.softening=0",
                 "training.steps_per_epoch=3")
-    collided = Leapfrog().step(t.systems, torch.ones(2, dtype=F64), t.gravity)
+    collided = Leapfrog().step(t.population.systems, torch.ones(2, dtype=F64), t.gravity)
     assert bool((collided.pos == 0).all())  # the set-up really is an exact collision
     assert not bool(torch.isfinite(t.gravity.energy(collided)).all())
     spoiled = SpoiledPolicy(t, 1.0, rows=slice(0, 1), when=lambda call: call < 3)
@@ -314,10 +315,10 @@ def test_any_step_of_any_system_is_finite_or_flagged_never_an_exception(s: Syste
     s = Systems(pos, s.vel, s.mass, t.gravity.accelerations(pos, s.mass), s.time)
     energy = t.gravity.energy(s)
     assume(bool(torch.isfinite(energy).all()) and float(energy.abs().min()) > 0)
-    r = t._step(s, energy, torch.full((1,), sign * 10**log_dt, dtype=F64), torch.zeros(1, dtype=F64))
+    r = t.stepper.step(s, energy, torch.full((1,), sign * 10**log_dt, dtype=F64), torch.zeros(1, dtype=F64))
     if bool(r.finite[0]):
         assert all(bool(torch.isfinite(x).all()) for x in (r.new.pos, r.new.vel, r.energy, r.rel_dE))
-    losses = t.sample_losses(r)
+    losses = t.stepper.sample_losses(r)
     assert bool(torch.isfinite(losses).all())
     if not bool(r.finite[0]):
         assert float(losses[0]) == t.config.training.nonfinite_penalty

@@ -24,7 +24,7 @@ from aits.physics import Gravity, Systems, initial, kepler
 from aits.simulation.engine import integrate
 from aits.simulation.problem import PolicySpec, Setup
 from aits.training.run import RunDir, run_epochs
-from aits.training.trainer import Trainer
+from aits.training.build import build_trainer
 from conftest import FakeDist, FakeEntryPoint, small_config
 from plugin_fakes import FAKES, Collecting, Constant, every_fake, legacy, plugin_module, registering
 
@@ -108,19 +108,19 @@ def test_a_fake_of_every_kind_is_registered_with_its_source(fakes: registry.Regi
 
 def test_training_and_simulating_use_the_fake_plugins(fakes: registry.Registry, tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    trainer = Trainer(small_config("integrator=symplectic_euler", "features.adapter=separation",
+    trainer = build_trainer(small_config("integrator=symplectic_euler", "features.adapter=separation",
                                    "training.loss=overshoot", "system.generator=circular_pair",
                                    "system.params={count: 3}", "training.steps_per_epoch=2",
                                    "logging.sinks=[collecting]"))
-    assert trainer.integrator is FAKES["integrator"][1] and trainer.loss_fn is FAKES["loss"][1]
-    assert type(trainer.adapter) is FAKES["features"][1] and trainer.systems.batch == 3
+    assert trainer.integrator is FAKES["integrator"][1] and trainer.stepper.loss_fn is FAKES["loss"][1]
+    assert type(trainer.adapter) is FAKES["features"][1] and trainer.population.systems.batch == 3
     monkeypatch.setattr(Collecting, "epochs", [])
     run_epochs(trainer, RunDir(tmp_path), 1)  # the fakes' steps pass the gate and train the fake features
     part1 = trainer.metrics[0]["part1"]
     assert part1["accepted"] == 3 * 2 and part1["rel_dE_max"] < trainer.config.training.energy_threshold
     assert Collecting.epochs == trainer.metrics  # the fake sink got the epoch
     # the constant step integrates the circular orbit (period pi / sqrt(2)) for one time unit
-    setup = Setup(trainer.systems.index(slice(0, 1)), torch.ones(1, dtype=torch.float64), trainer.gravity,
+    setup = Setup(trainer.population.systems.index(slice(0, 1)), torch.ones(1, dtype=torch.float64), trainer.gravity,
                   trainer.integrator)
     out = integrate(setup, PolicySpec("constant", fakes.get("policy", "constant")),
                     torch.tensor([0.01], dtype=torch.float64))
@@ -213,14 +213,14 @@ def test_training_with_yoshida4_steps_every_system_with_it(
     step, to none of them."""
     reg = build(monkeypatch, entry_point("yoshida", yoshida, YOSHIDA_SOURCE))
     monkeypatch.setattr(registry, "get_registry", lambda: reg)
-    trainer = Trainer(small_config("integrator=yoshida4", "training.steps_per_epoch=3"))
+    trainer = build_trainer(small_config("integrator=yoshida4", "training.steps_per_epoch=3"))
     assert type(trainer.integrator) is yoshida.Yoshida4
     stats = trainer.collect()
-    assert stats["accepted"] == trainer.buffer.size == 8 * 3
+    assert stats["accepted"] == trainer.population.buffer.size == 8 * 3
     assert stats["rel_dE_max"] < trainer.config.training.energy_threshold
-    states, _, _ = trainer.buffer.gather(torch.arange(trainer.buffer.size))
-    dt = trainer.buffer.data["dt"][: trainer.buffer.size]
-    reached = torch.cat([states.pos, trainer.systems.pos])  # every state after a system's first
+    states, _, _ = trainer.population.buffer.gather(torch.arange(trainer.population.buffer.size))
+    dt = trainer.population.buffer.data["dt"][: trainer.population.buffer.size]
+    reached = torch.cat([states.pos, trainer.population.systems.pos])  # every state after a system's first
     for integrator, follows in ((yoshida.Yoshida4(), True), (Leapfrog(), False)):
         ends = integrator.step(states, dt, trainer.gravity).pos
         gap = (ends[:, None] - reached[None]).abs().amax((2, 3)).amin(1)  # to the closest reached state

@@ -16,8 +16,9 @@ from aits.cli import app
 from aits.hookspecs import hookimpl
 from aits.interfaces import MetricSink
 from aits.sinks import scalars
-from aits.training.run import RunDir, run_epochs, save_checkpoint, trainer_from_checkpoint
-from aits.training.trainer import Trainer
+from aits.training.build import build_trainer
+from aits.training.run import RunDir, run_epochs, save_checkpoint
+from aits.training.state import trainer_from_checkpoint
 from conftest import small_config
 
 SMALL = ["--set", "system.params.count=4", "--set", "training.max_generalize_iters=3",
@@ -41,7 +42,7 @@ def test_scalars_flattens_nested_metrics():
 def test_tensorboard_event_files_hold_every_epoch_and_survive_a_resume(tmp_path):
     pytest.importorskip("tensorboard")
     config = small_config("training.epochs=3", "logging.sinks=[jsonl, tensorboard]")
-    straight = Trainer(config)
+    straight = build_trainer(config)
     run_epochs(straight, RunDir(tmp_path), 2)
     half = save_checkpoint(straight, tmp_path / "half.pt")
     run_epochs(straight, RunDir(tmp_path), 3)  # epoch 3, then redone by the resumed run below
@@ -102,7 +103,7 @@ def third_party(monkeypatch):
 
 def test_a_third_party_sink_gets_config_epochs_and_summary(third_party, tmp_path):
     assert third_party.entries["metric_sink"]["recorder"].source == "aits-recorder 1.0"
-    trainer = Trainer(small_config("seed=5", "logging.sinks=[recorder]"))
+    trainer = build_trainer(small_config("seed=5", "logging.sinks=[recorder]"))
     run_epochs(trainer, RunDir(tmp_path), 2)
     kinds = [kind for kind, _ in Recorder.calls]
     assert kinds == ["start", "epoch", "epoch", "finish", "close"]
@@ -114,7 +115,7 @@ def test_a_third_party_sink_gets_config_epochs_and_summary(third_party, tmp_path
 
 
 def test_a_failing_sink_is_dropped_with_a_warning_and_training_goes_on(third_party, tmp_path):
-    trainer = Trainer(small_config("logging.sinks=[broken, recorder, jsonl]"))
+    trainer = build_trainer(small_config("logging.sinks=[broken, recorder, jsonl]"))
     with pytest.warns(UserWarning, match="metric sink 'broken' failed in epoch .*tracker unreachable"):
         run_epochs(trainer, RunDir(tmp_path), 2)
     assert [kind for kind, _ in Recorder.calls] == ["start", "epoch", "epoch", "finish", "close"]

@@ -8,8 +8,11 @@ import pytest
 import torch
 
 from aits.training.buffer import ReplayBuffer
-from aits.training.run import RunDir, run_epochs, save_checkpoint, trainer_from_checkpoint
-from aits.training.trainer import RetrainCapHit, Trainer
+from aits.training.build import build_trainer
+from aits.training.part1 import RetrainCapHit
+from aits.training.run import RunDir, run_epochs, save_checkpoint
+from aits.training.state import trainer_from_checkpoint
+from aits.training.trainer import Trainer
 from conftest import small_config
 
 ECCENTRIC = ["system.generator=kepler_binary", "system.params={e: 0.9, count: 2}"]
@@ -17,7 +20,7 @@ ECCENTRIC = ["system.generator=kepler_binary", "system.params={e: 0.9, count: 2}
 
 def test_bad_initial_policy_is_rejected_then_accepted_after_retraining():
     # an untrained policy stepping half the free-fall time at pericentre of an e=0.9 orbit fails the gate
-    trainer = Trainer(small_config(*ECCENTRIC, "model.init_dt_fraction=0.5", "training.steps_per_epoch=3"))
+    trainer = build_trainer(small_config(*ECCENTRIC, "model.init_dt_fraction=0.5", "training.steps_per_epoch=3"))
     stats = trainer.collect()
     assert stats["rejected"] > 0 and stats["retrain_iters"] > 0
     assert stats["accepted"] == 2 * 3
@@ -26,14 +29,14 @@ def test_bad_initial_policy_is_rejected_then_accepted_after_retraining():
 
 
 def test_untrained_policy_starts_from_the_configured_fraction_of_the_free_fall_time():
-    trainer = Trainer(small_config("model.init_dt_fraction=0.03"))
-    dt, log_ratio = trainer.policy(trainer.systems, trainer.history)
-    tau = trainer.gravity.freefall_time(trainer.systems.pos, trainer.systems.mass)
+    trainer = build_trainer(small_config("model.init_dt_fraction=0.03"))
+    dt, log_ratio = trainer.policy(trainer.population.systems, trainer.population.history)
+    tau = trainer.gravity.freefall_time(trainer.population.systems.pos, trainer.population.systems.mass)
     assert torch.allclose(dt / tau, torch.full_like(dt, 0.03), rtol=0.02)
 
 
 def test_retrain_cap_stops_with_an_error_and_a_checkpoint(tmp_path):
-    trainer = Trainer(small_config(*ECCENTRIC, "model.init_dt_fraction=0.9", "training.max_retrain_steps=2"))
+    trainer = build_trainer(small_config(*ECCENTRIC, "model.init_dt_fraction=0.9", "training.max_retrain_steps=2"))
     run = RunDir(tmp_path)
     with pytest.raises(RetrainCapHit, match="max_retrain_steps"):
         run_epochs(trainer, run, 1)
@@ -42,27 +45,27 @@ def test_retrain_cap_stops_with_an_error_and_a_checkpoint(tmp_path):
 
 
 def test_history_is_zero_padded_and_warm_up_steps_are_not_recorded():
-    trainer = Trainer(small_config("features.adapter=history", "features.history_len=3", "training.steps_per_epoch=5"))
-    assert trainer.history.shape == (8, 3, trainer.adapter.memory_dim)
-    assert not trainer.history.any()  # zero-padded, not copies of the first state
+    trainer = build_trainer(small_config("features.adapter=history", "features.history_len=3", "training.steps_per_epoch=5"))
+    assert trainer.population.history.shape == (8, 3, trainer.adapter.memory_dim)
+    assert not trainer.population.history.any()  # zero-padded, not copies of the first state
     stats = trainer.collect()
     assert stats["accepted"] == 8 * 5
-    assert stats["recorded"] == trainer.buffer.size == 8 * (5 - 3)
-    windows = trainer.buffer.data["history"][: trainer.buffer.size]
+    assert stats["recorded"] == trainer.population.buffer.size == 8 * (5 - 3)
+    windows = trainer.population.buffer.data["history"][: trainer.population.buffer.size]
     assert windows.abs().sum(-1).gt(0).all(), "recorded samples come after warm-up: full windows"
     # the next epoch records every step
     assert trainer.collect()["recorded"] == 8 * 5
 
 
 def test_part2_uses_each_samples_own_history_window():
-    trainer = Trainer(small_config("features.adapter=history", "features.history_len=2", "training.steps_per_epoch=4"))
+    trainer = build_trainer(small_config("features.adapter=history", "features.history_len=2", "training.steps_per_epoch=4"))
     trainer.collect()
-    trainer.history.fill_(float("nan"))  # the live history must play no part in Part 2
+    trainer.population.history.fill_(float("nan"))  # the live history must play no part in Part 2
     seen = []
     features = trainer.adapter.features
     trainer.adapter.features = lambda s, history: seen.append(history.clone()) or features(s, history)
     trainer.generalize()
-    stored = trainer.buffer.data["history"][: trainer.buffer.size].flatten(1)
+    stored = trainer.population.buffer.data["history"][: trainer.population.buffer.size].flatten(1)
     for batch in seen:
         assert torch.isfinite(batch).all()
         assert (torch.cdist(batch.flatten(1), stored).min(1).values == 0).all()
@@ -70,9 +73,9 @@ def test_part2_uses_each_samples_own_history_window():
 
 def test_replay_buffer_keeps_the_newest_samples_up_to_its_capacity():
     buffer = ReplayBuffer(10, bodies=2, dims=3, history_len=0, memory_dim=0, dtype=torch.float64, device=torch.device("cpu"))
-    trainer = Trainer(small_config())
+    trainer = build_trainer(small_config())
     for start in range(0, 25, 5):
-        s = trainer.systems.index(slice(0, 5))
+        s = trainer.population.systems.index(slice(0, 5))
         buffer.add(s, torch.zeros(5, dtype=torch.float64), torch.zeros(5, 0, 0, dtype=torch.float64),
                    torch.arange(start, start + 5, dtype=torch.float64))
     assert buffer.size == 10
@@ -83,7 +86,7 @@ def test_replay_buffer_keeps_the_newest_samples_up_to_its_capacity():
 
 def test_padded_samples_have_a_fixed_count_with_the_distinct_samples_first():
     buffer = ReplayBuffer(10, bodies=2, dims=3, history_len=0, memory_dim=0, dtype=torch.float64, device=torch.device("cpu"))
-    s = Trainer(small_config()).systems.index(slice(0, 3))
+    s = build_trainer(small_config()).population.systems.index(slice(0, 3))
     buffer.add(s, torch.arange(3, dtype=torch.float64), torch.zeros(3, 0, 0, dtype=torch.float64),
                torch.zeros(3, dtype=torch.float64))
     plain, energy, _ = buffer.sample(8, torch.Generator().manual_seed(0))
@@ -94,7 +97,7 @@ def test_padded_samples_have_a_fixed_count_with_the_distinct_samples_first():
 
 
 def test_part2_converges_on_a_small_data_set():
-    trainer = Trainer(small_config("training.steps_per_epoch=4", "training.max_generalize_iters=400",
+    trainer = build_trainer(small_config("training.steps_per_epoch=4", "training.max_generalize_iters=400",
                                    "training.replay_batch_size=32"))
     trainer.collect()
     stats = trainer.generalize()
@@ -104,10 +107,10 @@ def test_part2_converges_on_a_small_data_set():
 
 def test_band_criterion_corrects_a_timid_policy_that_the_gate_alone_accepts():
     timid = ["model.init_dt_fraction=1e-4", "training.steps_per_epoch=2", "training.max_generalize_iters=50"]
-    gate_only = Trainer(small_config(*timid, "training.done_criterion=gate"))
+    gate_only = build_trainer(small_config(*timid, "training.done_criterion=gate"))
     gate_only.collect()
     assert gate_only.generalize()["iterations"] == 1  # every tiny step passes the gate at once
-    band = Trainer(small_config(*timid))
+    band = build_trainer(small_config(*timid))
     band.collect()
     stats = band.generalize()
     assert stats["iterations"] > 1
@@ -115,9 +118,9 @@ def test_band_criterion_corrects_a_timid_policy_that_the_gate_alone_accepts():
 
 
 def test_no_autograd_graph_survives_between_steps():
-    trainer = Trainer(small_config("system.params.count=4", "training.steps_per_epoch=500", "training.max_generalize_iters=1"))
+    trainer = build_trainer(small_config("system.params.count=4", "training.steps_per_epoch=500", "training.max_generalize_iters=1"))
     trainer.run_epoch()
-    carried = [*trainer.systems.tensors(), trainer.energy, trainer.history, *trainer.buffer.data.values()]
+    carried = [*trainer.population.systems.tensors(), trainer.population.energy, trainer.population.history, *trainer.population.buffer.data.values()]
     assert all(t.grad_fn is None and not t.requires_grad for t in carried)
     assert trainer.metrics[-1]["part1"]["accepted"] == 2000
 
@@ -131,7 +134,7 @@ def _without_time(metrics: list[dict]) -> list[dict]:
 
 
 def test_same_seed_same_run_and_other_seed_other_run():
-    runs = [Trainer(small_config(f"seed={seed}")) for seed in (3, 3, 4)]
+    runs = [build_trainer(small_config(f"seed={seed}")) for seed in (3, 3, 4)]
     for trainer in runs:
         for _ in range(2):
             trainer.run_epoch()
@@ -143,23 +146,23 @@ def test_same_seed_same_run_and_other_seed_other_run():
 def test_resume_from_a_checkpoint_equals_an_uninterrupted_run(tmp_path):
     config = ["training.epochs=4", "features.adapter=history", "features.history_len=2", "training.steps_per_epoch=3"]
     (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
-    straight = Trainer(small_config(*config))
+    straight = build_trainer(small_config(*config))
     run_epochs(straight, RunDir(tmp_path / "a"), 4)
 
-    first = Trainer(small_config(*config))
+    first = build_trainer(small_config(*config))
     run_epochs(first, RunDir(tmp_path / "b"), 2)
     path = save_checkpoint(first, tmp_path / "b" / "half.pt")
     second = trainer_from_checkpoint(path)
-    assert second.epoch == 2 and second.buffer.size == first.buffer.size
+    assert second.epoch == 2 and second.population.buffer.size == first.population.buffer.size
     run_epochs(second, RunDir(tmp_path / "b"), 4)
 
     assert torch.equal(_weights(straight), _weights(second))
     assert _without_time(straight.metrics) == _without_time(second.metrics)
-    assert torch.equal(straight.systems.pos, second.systems.pos)
+    assert torch.equal(straight.population.systems.pos, second.population.systems.pos)
 
 
 def test_training_on_a_three_body_system_runs_and_stays_finite():
-    trainer = Trainer(small_config("system.generator=figure_eight", "system.params={count: 4}",
+    trainer = build_trainer(small_config("system.generator=figure_eight", "system.params={count: 4}",
                                    "training.steps_per_epoch=5"))
     metrics = trainer.run_epoch()
     assert metrics["part1"]["accepted"] == 20
@@ -184,11 +187,11 @@ def test_chunked_iterations_bound_the_pairs_evaluated_at_once_and_give_the_same_
     # no clipping, so that the summed gradient is compared as it is (Adam alone hides a constant factor)
     config = ["system.params.count=10", "model.init_dt_fraction=0.3", "training.replay_batch_size=16",
               "training.grad_clip=1e9"]
-    whole = Trainer(small_config(*config))
-    chunked = Trainer(small_config(*config, "training.max_chunk_pairs=12"))  # 3 two-body systems per chunk
+    whole = build_trainer(small_config(*config))
+    chunked = build_trainer(small_config(*config, "training.max_chunk_pairs=12"))  # 3 two-body systems per chunk
     sizes = []
-    evaluate = chunked.evaluate
-    chunked.evaluate = lambda s, *args, **kw: sizes.append(s.batch) or evaluate(s, *args, **kw)
+    evaluate = chunked.stepper.evaluate
+    chunked.stepper.evaluate = lambda s, *args, **kw: sizes.append(s.batch) or evaluate(s, *args, **kw)
     for trainer in (whole, chunked):
         for _ in range(2):
             trainer.run_epoch()
@@ -201,17 +204,17 @@ def test_chunked_iterations_bound_the_pairs_evaluated_at_once_and_give_the_same_
 def test_chunked_part2_gradient_is_the_whole_minibatch_gradient():
     # a timid policy: every sample below E_lower, none done, so both take their optimizer step
     config = ["model.init_dt_fraction=1e-4", "training.steps_per_epoch=2", "training.grad_clip=1e9"]
-    whole, chunked = Trainer(small_config(*config)), Trainer(small_config(*config, "training.max_chunk_pairs=20"))
+    whole, chunked = build_trainer(small_config(*config)), build_trainer(small_config(*config, "training.max_chunk_pairs=20"))
     for trainer in (whole, chunked):
         trainer.collect()
-    idx = whole.buffer.indices(16, torch.Generator().manual_seed(0))
+    idx = whole.population.buffer.indices(16, torch.Generator().manual_seed(0))
     for trainer in (whole, chunked):
-        assert trainer._generalize_iteration(16, idx)[0] == 0
+        assert trainer.executors.run(trainer.generalize_rule, [trainer.population.replay(idx, 16)]).totals[1] == 0
     assert torch.allclose(whole.optimizer.grad, chunked.optimizer.grad, rtol=1e-9, atol=1e-15)
 
 
 def test_zero_generalize_iterations_skip_part2():
-    trainer = Trainer(small_config("training.max_generalize_iters=0"))
+    trainer = build_trainer(small_config("training.max_generalize_iters=0"))
     part2 = trainer.run_epoch()["part2"]
     assert part2["iterations"] == 0 and not part2["converged"] and math.isnan(part2["dt_over_tau_median"])
     assert trainer.counters.optimizer_steps == 0  # the default policy passes the gate: no Part 1 retraining

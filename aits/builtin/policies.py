@@ -134,24 +134,6 @@ class Aarseth(BuiltinPolicy):
         return (self.value[:, None] * ratio).sqrt().amin(1)
 
 
-def load_policy_network(path: Path, gravity: Gravity):
-    """Rebuild the trained :class:`aits.model.Policy` of a checkpoint (its own architecture and
-    feature adapter), with ``gravity`` for its features; eval mode, float64 on the CPU."""
-    from aits import checkpoint, registry
-    from aits.config import config_from_dict
-    from aits.model import Policy
-
-    data = checkpoint.load(Path(path), "checkpoint")
-    try:
-        config = config_from_dict(data["config"])
-        adapter_cls = registry.get_registry().get("features", config.features.adapter)
-        model = Policy(adapter_cls(gravity, history_len=config.features.history_len), config.model)
-        model.load_state_dict(data["model"])
-    except (KeyError, RuntimeError, TypeError, ValueError) as exc:
-        raise UserError(f"{path}: cannot rebuild its policy ({str(exc).splitlines()[0][:160]})") from None
-    return model.to(torch.float64).eval()
-
-
 class Learned(BuiltinPolicy):
     """The trained network's dt (a checkpoint from aits train), times a global scale.
 
@@ -169,7 +151,9 @@ class Learned(BuiltinPolicy):
         if model is None:
             if checkpoint is None:
                 raise UserError("the learned policy needs a checkpoint (--checkpoint model.pt)")
-            model = load_policy_network(Path(checkpoint), gravity)
+            from aits.training.state import load_policy
+
+            model = load_policy(Path(checkpoint), gravity)
         self.model = model.to(device=value.device, dtype=value.dtype).eval()
         self.adapter = self.model.adapter
         self.history = torch.empty(0)

@@ -24,10 +24,11 @@ def generalize_cli(
     from aits.cli.training import stderr_console, summary_table
     from aits import sinks
     from aits.training import run as runs
+    from aits.training.state import trainer_from_checkpoint
 
     console = stderr_console()
     reporter = make_reporter(console)
-    trainer = runs.trainer_from_checkpoint(checkpoint, set_, reporter)
+    trainer = trainer_from_checkpoint(checkpoint, set_, reporter)
     runs.load_dataset_into(trainer, data)
     sinks.resolve(trainer.config.logging.sinks)  # before any file is written
     own = runs.run_of(checkpoint)

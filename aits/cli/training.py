@@ -12,6 +12,8 @@ from aits import sinks
 from aits.cli.progress import make_console
 from aits.config import load_config
 from aits.training import run as runs
+from aits.training.build import build_trainer
+from aits.training.state import trainer_from_checkpoint
 from aits.training.trainer import Trainer
 
 
@@ -27,9 +29,9 @@ def start(config: Path | None, sets: list[str], resume: Path | None, out: Path |
             from aits.errors import UserError
 
             raise UserError("--resume takes its config from the checkpoint; drop --config (use --set to change keys)")
-        trainer = runs.trainer_from_checkpoint(resume, sets, reporter)
+        trainer = trainer_from_checkpoint(resume, sets, reporter)
     else:
-        trainer = Trainer(load_config(config, sets), reporter)  # builds everything (and validates plugin names)
+        trainer = build_trainer(load_config(config, sets), reporter)  # builds everything (and validates plugin names)
     sinks.resolve(trainer.config.logging.sinks)  # before any file is written
     if resume is not None:
         own = runs.run_of(resume) or resume.parent

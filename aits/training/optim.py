@@ -61,16 +61,44 @@ class ClippedAdam:
         if not math.isfinite(norm):
             return False
         self.steps += 1
-        self.update(self.flat, self.grad, self.exp_avg, self.exp_avg_sq, self.clip_factor(norm), self.steps)
+        self._update(self.flat, self.grad, self.exp_avg, self.exp_avg_sq, self._clip_factor(norm), self.steps)
         return True
 
-    def clip_factor(self, norm: float | torch.Tensor) -> float | torch.Tensor:
+    # --- for a compiled step: the update as a function of tensors ----------------------------------
+
+    def tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The flat parameters and Adam's two moments, for a compiled step to take as inputs and pass
+        back to :meth:`update_where`."""
+        return self.flat, self.exp_avg, self.exp_avg_sq
+
+    def next_step(self) -> torch.Tensor:
+        """The number of the next update, as a 0-d tensor (an input of a compiled step)."""
+        return torch.tensor(self.steps + 1, dtype=self.flat.dtype, device=self.flat.device)
+
+    def update_where(self, tensors: tuple[torch.Tensor, torch.Tensor, torch.Tensor], grad: torch.Tensor,
+                     step: torch.Tensor, apply: torch.Tensor) -> torch.Tensor:
+        """Branch-free (inside a compiled graph): update number ``step`` of ``tensors`` (those of
+        :meth:`tensors`) from ``grad``, written in place where ``apply`` holds and the gradient's norm
+        is finite. Returns whether it was written; then call :meth:`record_update` outside the graph."""
+        norm = torch.linalg.vector_norm(grad)
+        applied = apply & torch.isfinite(norm)
+        flat, exp_avg, exp_avg_sq = (t.clone() for t in tensors)
+        self._update(flat, grad, exp_avg, exp_avg_sq, self._clip_factor(norm), step)
+        for old, new in zip(tensors, (flat, exp_avg, exp_avg_sq)):
+            old.copy_(torch.where(applied, new, old))
+        return applied
+
+    def record_update(self) -> None:
+        """Count an update that :meth:`update_where` wrote."""
+        self.steps += 1
+
+    def _clip_factor(self, norm: float | torch.Tensor) -> float | torch.Tensor:
         """The factor ``clip_grad_norm_`` scales a gradient of norm ``norm`` by."""
         clip = self.max_norm / (norm + 1e-6)
         return clip.clamp(max=1.0) if isinstance(clip, torch.Tensor) else min(clip, 1.0)
 
-    def update(self, flat: torch.Tensor, grad: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor,
-               clip: float | torch.Tensor, step: int | torch.Tensor) -> None:
+    def _update(self, flat: torch.Tensor, grad: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor,
+                clip: float | torch.Tensor, step: int | torch.Tensor) -> None:
         """In place: scale ``grad`` by ``clip``, then Adam's update number ``step`` of ``flat`` and the
         moments. Branch-free: inside a compiled graph ``clip`` and ``step`` are 0-d tensors."""
         beta1, beta2 = self.betas

@@ -14,9 +14,10 @@ from pathlib import Path
 import torch
 
 from aits import checkpoint, jsonio, locks, sinks
-from aits.config import RunConfig, apply_overrides, config_from_dict, dump_yaml
+from aits.config import RunConfig, dump_yaml
 from aits.errors import EnvironmentFault, RunFailed, UserError, clip
-from aits.training.trainer import Reporter, Trainer
+from aits.training.state import check_buffer, checkpoint_payload
+from aits.training.trainer import Trainer
 
 
 class Interrupted(Exception):
@@ -104,19 +105,6 @@ def run_of(checkpoint_path: Path) -> Path | None:
     return checkpoint_path.parent.parent if checkpoint_path.parent.name == "checkpoints" else None
 
 
-def checkpoint_payload(trainer: Trainer) -> dict:
-    cfg = trainer.config
-    return {
-        "config": cfg.to_dict(),
-        "plugins": {"integrator": cfg.integrator, "features": cfg.features.adapter, "loss": cfg.training.loss,
-                    "initial_conditions": cfg.system.generator},
-        "architecture": {"in_dim": trainer.adapter.dim, "hidden": list(cfg.model.hidden),
-                         "activation": cfg.model.activation, "history_len": trainer.adapter.history_len,
-                         "memory_dim": trainer.adapter.memory_dim},
-        **trainer.state_dict(),
-    }
-
-
 def save_checkpoint(trainer: Trainer, path: Path) -> Path:
     return checkpoint.save(path, "checkpoint", checkpoint_payload(trainer))
 
@@ -126,67 +114,9 @@ def save_dataset(trainer: Trainer, path: Path) -> Path:
         "config": trainer.config.to_dict(),
         "features": {"adapter": trainer.config.features.adapter, "dim": trainer.adapter.dim,
                      "history_len": trainer.adapter.history_len, "memory_dim": trainer.adapter.memory_dim},
-        "bodies": trainer.systems.bodies, "dims": trainer.systems.dims,
-        "buffer": trainer.buffer.state_dict(),
+        "bodies": trainer.population.bodies, "dims": trainer.population.systems.dims,
+        "buffer": trainer.population.buffer.state_dict(),
     })
-
-
-def trainer_from_checkpoint(path: Path, overrides: list[str] | None = None, reporter: Reporter | None = None) -> Trainer:
-    """Rebuild a trainer exactly as it was saved (``overrides`` apply on top of the saved config)."""
-    data = checkpoint.load(path, "checkpoint")
-    saved = data.get("config")
-    if not isinstance(saved, dict):
-        raise UserError(f"{path}: checkpoint has no config")
-    try:
-        config_from_dict(saved)
-    except UserError as exc:  # the file's own config, before the user's overrides
-        raise UserError(f"{path}: {exc}") from None
-    config = config_from_dict(apply_overrides(saved, overrides or []))
-    trainer = Trainer(config, reporter)
-    fresh = trainer.state_dict()
-    try:
-        for section in ("model", "optimizer", "systems"):
-            _check_like(fresh[section], data[section], section)
-        _check_buffer(data["buffer"], trainer)
-        trainer.load_state_dict(data)
-    except (KeyError, RuntimeError, ValueError, TypeError, AttributeError, IndexError) as exc:
-        reason = clip(str(exc)) if str(exc) else type(exc).__name__
-        raise UserError(f"{path}: checkpoint does not match its config ({type(exc).__name__}: {reason})") from None
-    return trainer
-
-
-def _check_like(fresh: object, saved: object, where: str) -> None:
-    """Raise ValueError unless every tensor of ``fresh`` has its shape and dtype in ``saved``."""
-    if isinstance(fresh, torch.Tensor):
-        if not isinstance(saved, torch.Tensor) or (saved.shape, saved.dtype) != (fresh.shape, fresh.dtype):
-            got = _described(saved) if isinstance(saved, torch.Tensor) else f"a {type(saved).__name__}"
-            raise ValueError(f"{where} is {got}, expected {_described(fresh)}")
-    elif isinstance(fresh, dict):
-        if not isinstance(saved, dict):
-            raise ValueError(f"{where} is a {type(saved).__name__}, expected a mapping")
-        for key, value in fresh.items():
-            if key not in saved:
-                raise KeyError(f"{where}.{key}")
-            _check_like(value, saved[key], f"{where}.{key}")
-
-
-def _described(t: torch.Tensor) -> str:
-    return f"{tuple(t.shape)} {str(t.dtype).removeprefix('torch.')}"
-
-
-def _check_buffer(state: object, trainer: Trainer) -> None:
-    """Raise ValueError unless ``state`` is a replay buffer of at most the capacity with fields that fit."""
-    if not isinstance(state, dict):
-        raise ValueError(f"buffer is a {type(state).__name__}, expected a mapping")
-    size = int(state["size"])
-    if not 0 <= size <= trainer.buffer.capacity or not 0 <= int(state["cursor"]) < trainer.buffer.capacity:
-        raise ValueError(f"buffer holds {size} samples (cursor {state['cursor']}), outside training.replay_capacity="
-                         f"{trainer.buffer.capacity}")
-    for name, held in trainer.buffer.data.items():
-        got = state.get(name)
-        if not isinstance(got, torch.Tensor) or tuple(got.shape) != (size, *held.shape[1:]):
-            shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
-            raise ValueError(f"buffer.{name} is {shape}, expected {(size, *held.shape[1:])}")
 
 
 def load_dataset_into(trainer: Trainer, path: Path) -> None:
@@ -199,19 +129,19 @@ def load_dataset_into(trainer: Trainer, path: Path) -> None:
         size = int(buffer["size"])
     except (KeyError, TypeError, ValueError) as exc:
         raise UserError(f"{path}: malformed data set (missing or bad field {exc})") from None
-    if features != have or (bodies, dims) != (trainer.systems.bodies, trainer.systems.dims):
+    if features != have or (bodies, dims) != (trainer.population.bodies, trainer.population.systems.dims):
         raise UserError(
             f"{path}: data set features {clip(str(features))} for N={bodies}, D={dims} do not fit "
-            f"the model ({have} for N={trainer.systems.bodies}, D={trainer.systems.dims})"
+            f"the model ({have} for N={trainer.population.bodies}, D={trainer.population.systems.dims})"
         )
-    if size > trainer.buffer.capacity:
-        raise UserError(f"{path}: holds {size} samples, more than training.replay_capacity={trainer.buffer.capacity}")
+    if size > trainer.population.buffer.capacity:
+        raise UserError(f"{path}: holds {size} samples, more than training.replay_capacity={trainer.population.buffer.capacity}")
     try:
-        _check_buffer(buffer, trainer)
+        check_buffer(buffer, trainer.population.buffer)
     except (ValueError, KeyError, TypeError) as exc:
         raise UserError(f"{path}: malformed data set ({clip(str(exc))})") from None
     try:
-        trainer.buffer.load_state_dict(buffer)
+        trainer.population.buffer.load_state_dict(buffer)
     except (KeyError, RuntimeError, ValueError, TypeError, AttributeError, IndexError) as exc:
         reason = clip(str(exc)) if str(exc) else type(exc).__name__
         raise UserError(f"{path}: malformed data set ({type(exc).__name__}: {reason})") from None

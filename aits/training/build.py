@@ -1,0 +1,45 @@
+"""Building a run from its config: the only place that reads the plugin registry, seeds the random
+generators and sets torch's threads. Running is :class:`~aits.training.trainer.Trainer`'s job."""
+
+from __future__ import annotations
+
+import torch
+
+from aits import registry
+from aits.config import RunConfig
+from aits.model import Policy
+from aits.physics import Gravity
+from aits.runtime import resolve_device, resolve_dtype, seed_everything
+from aits.systems import make_systems
+from aits.training.optim import ClippedAdam
+from aits.training.population import Population
+from aits.training.step import Stepper
+from aits.training.strategy import Strategy
+from aits.training.trainer import Reporter, Trainer
+
+
+def build_policy(config: RunConfig, gravity: Gravity) -> Policy:
+    """The untrained policy network of ``config`` (its feature adapter from the registry), float64 on
+    the CPU."""
+    adapter = registry.get_registry().get("features", config.features.adapter)(gravity, history_len=config.features.history_len)
+    return Policy(adapter, config.model)
+
+
+def build_trainer(config: RunConfig, reporter: Reporter | None = None, strategy: Strategy | None = None) -> Trainer:
+    """A fresh run of ``config``: seeded, every plugin looked up (an unknown name fails here, before
+    any file is written), the policy, optimizer and training systems built."""
+    device, dtype = resolve_device(config.device), resolve_dtype(config.dtype)
+    if device.type == "cpu" and config.threads > 0:
+        torch.set_num_threads(config.threads)
+    rng = seed_everything(config.seed)
+    plugins = registry.get_registry()
+    gravity = Gravity(config.physics.G, config.physics.softening)
+    integrator = plugins.get("integrator", config.integrator)
+    loss_fn = plugins.get("loss", config.training.loss)
+    policy = build_policy(config, gravity).to(device, dtype)
+    optimizer = ClippedAdam(policy.parameters(), config.training.learning_rate, config.training.grad_clip)
+    generator = plugins.get("initial_conditions", config.system.generator)
+    systems = make_systems(generator, config.system.params, gravity, rng, dtype, device)
+    populations = [Population("system", systems, gravity, policy.adapter, config.training.replay_capacity)]
+    stepper = Stepper(policy, integrator, gravity, loss_fn, config.training)
+    return Trainer(config, stepper, optimizer, populations, rng, strategy, reporter)

@@ -1,0 +1,110 @@
+"""Part 1, collect: every live system takes accepted steps behind an energy gate; each rejection is
+followed by one optimizer step and a retry from the same state."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import torch
+
+from aits.errors import RunFailed
+from aits.training.executors import Iteration
+from aits.training.step import Stepper, StepResult
+
+if TYPE_CHECKING:
+    from aits.training.trainer import Trainer
+
+
+class RetrainCapHit(RunFailed):
+    """Part 1 retrained ``max_retrain_steps`` times on one state without an accepted step."""
+
+
+class RejectedSystems:
+    """Part 1's rule: the update is the mean loss of the counted (still active) systems that the
+    gate rejects, over every population; no update when the gate rejects none."""
+
+    def __init__(self, stepper: Stepper) -> None:
+        self.stepper = stepper
+
+    def weights(self, r: StepResult, rows: torch.Tensor) -> torch.Tensor:
+        return (rows & ~self.stepper.passes_gate(r)).to(r.losses.dtype)
+
+    def counts(self, r: StepResult, rows: torch.Tensor) -> list[torch.Tensor]:
+        return []
+
+    def takes_update(self, totals: torch.Tensor) -> torch.Tensor:
+        return totals[0] > 0
+
+    def report(self, r: StepResult) -> tuple[torch.Tensor, ...]:
+        return r.tensors()
+
+
+def median(x: torch.Tensor) -> float:
+    return float(x.median()) if x.numel() else math.nan
+
+
+def iteration(t: Trainer, active: list[torch.Tensor]) -> tuple[list[StepResult], Iteration]:
+    """One Part 1 iteration: every system of every population steps (``active`` (B,) per population
+    marks those still collecting), and the rule's update."""
+    it = t.executors.run(t.collect_rule, [p.live(a) for p, a in zip(t.populations, active)])
+    return [StepResult.of(report) for report in it.reports], it
+
+
+def collect(t: Trainer) -> dict:
+    """Part 1: every system takes ``steps_per_epoch`` accepted steps. All systems move together (the
+    finished ones are masked out); each is accepted or retried on its own."""
+    cfg = t.config.training
+    pops = t.populations
+    target = cfg.steps_per_epoch * sum(p.batch for p in pops)
+    remaining = [torch.full((p.batch,), cfg.steps_per_epoch, device=t.device) for p in pops]
+    retries = [torch.zeros(p.batch, dtype=torch.int64, device=t.device) for p in pops]
+    accepted_err: list[list[torch.Tensor]] = [[] for _ in pops]
+    accepted_ratio: list[list[torch.Tensor]] = [[] for _ in pops]
+    rejected = [0 for _ in pops]
+    retrain = recorded = 0
+    while True:
+        active = [left > 0 for left in remaining]
+        if not t.strategy.reduce_boolean_decision(any(bool(a.any()) for a in active), all=False):
+            break
+        results, it = iteration(t, active)
+        for i, (p, a, r) in enumerate(zip(pops, active, results)):
+            ok = a & t.stepper.passes_gate(r)
+            n_ok = int(ok.sum())
+            if n_ok:
+                recorded += p.accept(ok, r, t.adapter)
+                accepted_err[i].append(r.rel_dE[ok].detach())
+                accepted_ratio[i].append(r.log_ratio[ok].detach())
+                remaining[i] -= ok.long()
+                retries[i].masked_fill_(ok, 0)
+            n_failed = int(a.sum()) - n_ok
+            if n_failed:
+                rejected[i] += n_failed
+                retries[i] += (a & ~ok).long()
+        if it.totals[0] == 0:  # no system of any process was rejected
+            continue
+        retrain += 1
+        t.reporter.part1_progress(target - sum(int(left.sum()) for left in remaining), target, retrain)
+        if cfg.max_retrain_steps and max(int(n.max()) for n in retries) >= cfg.max_retrain_steps:
+            raise RetrainCapHit(
+                f"Part 1 retrained {cfg.max_retrain_steps} times on one state without an accepted step "
+                f"(training.max_retrain_steps); the policy cannot reach energy_threshold={cfg.energy_threshold:g}"
+            )
+    overall = summary(accepted_err, accepted_ratio, rejected, t.dtype, t.device)
+    stats = {"accepted": overall.pop("accepted"), "rejected": overall.pop("rejected"), "retrain_iters": retrain,
+             "recorded": recorded, **overall}
+    if len(pops) > 1:
+        stats["populations"] = {p.name: summary([e], [q], [n], t.dtype, t.device)
+                                for p, e, q, n in zip(pops, accepted_err, accepted_ratio, rejected)}
+    return stats
+
+
+def summary(errors: list[list[torch.Tensor]], ratios: list[list[torch.Tensor]], rejected: list[int],
+            dtype: torch.dtype, device: torch.device) -> dict:
+    """Accepted and rejected steps, their energy errors and dt / tau, over the given populations."""
+    empty = torch.empty(0, dtype=dtype, device=device)
+    err = torch.cat([empty, *(e for pop in errors for e in pop)])
+    ratio = torch.cat([empty, *(q for pop in ratios for q in pop)])
+    return {"accepted": int(err.numel()), "rejected": sum(rejected),
+            "rel_dE_median": median(err), "rel_dE_max": float(err.max()) if err.numel() else math.nan,
+            "dt_over_tau_median": math.exp(median(ratio)) if ratio.numel() else math.nan}

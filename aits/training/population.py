@@ -1,0 +1,81 @@
+"""A population of training systems: its live batch, their history windows and its replay buffer."""
+
+from __future__ import annotations
+
+import torch
+
+from aits.interfaces import FeatureAdapter, push_history
+from aits.physics import Gravity, Systems
+from aits.training.buffer import ReplayBuffer
+from aits.training.executors import Batch, live_states
+from aits.training.step import StepResult
+
+
+class Population:
+    """Systems of one kind (one generator and its parameters), all with the same number of bodies.
+
+    Part 1 advances the live systems and records their accepted steps in the population's own
+    replay buffer; Part 2 draws its share of every minibatch from that buffer."""
+
+    def __init__(self, name: str, systems: Systems, gravity: Gravity, adapter: FeatureAdapter,
+                 replay_capacity: int) -> None:
+        self.name = name
+        self.systems = systems
+        self.energy = gravity.energy(systems)
+        self.history = adapter.empty_history(systems)
+        self.accepted_steps = torch.zeros(systems.batch, dtype=torch.int64, device=systems.pos.device)
+        self.buffer = ReplayBuffer(replay_capacity, systems.bodies, systems.dims, adapter.history_len,
+                                   adapter.memory_dim, systems.pos.dtype, systems.pos.device)
+
+    @property
+    def batch(self) -> int:
+        return self.systems.batch
+
+    @property
+    def bodies(self) -> int:
+        return self.systems.bodies
+
+    def live(self, active: torch.Tensor) -> Batch:
+        """The live systems as a batch whose ``active`` (B,) rows count."""
+        return Batch(live_states, (*self.systems.tensors(), self.energy, self.history), active, self.bodies)
+
+    def replay(self, idx: torch.Tensor, distinct: int) -> Batch:
+        """Replay slots ``idx`` as a batch whose first ``distinct`` rows count."""
+        rows = torch.arange(idx.numel(), device=idx.device) < distinct
+        return Batch(self.buffer.gather, (idx,), rows, self.bodies)
+
+    def accept(self, ok: torch.Tensor, r: StepResult, adapter: FeatureAdapter) -> int:
+        """Advance the systems in ``ok`` (B,); record their pre-step samples unless still warming up.
+        Returns how many were recorded."""
+        keep = ok & (self.accepted_steps >= adapter.history_len)  # the first history_len steps are warm-up
+        self.buffer.add(self.systems.index(keep), self.energy[keep], self.history[keep], r.dt[keep])
+        if adapter.history_len:
+            pushed = push_history(self.history, adapter.memory(self.systems, r.dt))
+            self.history = torch.where(ok[:, None, None], pushed, self.history)
+        self.systems = r.new.where(ok, self.systems)
+        self.energy = torch.where(ok, r.energy, self.energy)
+        self.accepted_steps += ok.long()
+        return int(keep.sum())
+
+    def state_dict(self) -> dict:
+        s = self.systems
+        return {"pos": s.pos.cpu(), "vel": s.vel.cpu(), "mass": s.mass.cpu(), "acc": s.acc.cpu(), "time": s.time.cpu(),
+                "energy": self.energy.cpu(), "history": self.history.cpu(), "accepted_steps": self.accepted_steps.cpu()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """The live systems of :meth:`state_dict` (the buffer is saved and loaded on its own)."""
+        device = self.systems.pos.device
+        sys = {k: v.to(device) for k, v in state.items()}
+        self.systems = Systems(sys["pos"], sys["vel"], sys["mass"], sys["acc"], sys["time"])
+        self.energy, self.history, self.accepted_steps = sys["energy"], sys["history"], sys["accepted_steps"]
+
+
+def split(total: int, sizes: list[int]) -> list[int]:
+    """``total`` shared among populations of ``sizes`` systems: one each, the rest in proportion to
+    the sizes (largest remainders), so that the shares sum to ``total`` (>= the number of populations)."""
+    rest, whole = total - len(sizes), sum(sizes)
+    shares = [1 + rest * size // whole for size in sizes]
+    by_remainder = sorted(range(len(sizes)), key=lambda i: -(rest * sizes[i] % whole))
+    for i in by_remainder[: total - sum(shares)]:
+        shares[i] += 1
+    return shares

@@ -1,0 +1,128 @@
+"""Checkpoint state: what a training checkpoint holds, and the only places that read one back — a
+whole run (:func:`trainer_from_checkpoint`) or just its policy (:func:`load_policy`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from aits import checkpoint
+from aits.config import RunConfig, apply_overrides, config_from_dict
+from aits.errors import UserError, clip
+from aits.model import Policy
+from aits.physics import Gravity
+from aits.runtime import restore_rng_state, rng_state
+from aits.training.buffer import ReplayBuffer
+from aits.training.build import build_policy, build_trainer
+from aits.training.executors import Counters
+from aits.training.trainer import Reporter, Trainer
+
+
+def checkpoint_payload(trainer: Trainer) -> dict:
+    """Everything :func:`trainer_from_checkpoint` needs to continue the run exactly."""
+    cfg = trainer.config
+    return {
+        "config": cfg.to_dict(),
+        "plugins": {"integrator": cfg.integrator, "features": cfg.features.adapter, "loss": cfg.training.loss,
+                    "initial_conditions": cfg.system.generator},
+        "architecture": {"in_dim": trainer.adapter.dim, "hidden": list(cfg.model.hidden),
+                         "activation": cfg.model.activation, "history_len": trainer.adapter.history_len,
+                         "memory_dim": trainer.adapter.memory_dim},
+        "epoch": trainer.epoch,
+        "metrics": trainer.metrics,
+        "model": trainer.policy.state_dict(),
+        "optimizer": trainer.optimizer.state_dict(),
+        "rng": rng_state(trainer.rng),
+        "buffer": trainer.population.buffer.state_dict(),
+        "systems": trainer.population.state_dict(),
+        "counters": {"force_evaluations": trainer.counters.force_evaluations,
+                     "optimizer_steps": trainer.counters.optimizer_steps,
+                     "nonfinite_steps": trainer.counters.nonfinite_steps},
+    }
+
+
+def restore(trainer: Trainer, state: dict) -> None:
+    """Put a freshly built trainer into the state of :func:`checkpoint_payload`."""
+    trainer.epoch = int(state["epoch"])
+    trainer.metrics = list(state["metrics"])
+    trainer.policy.load_state_dict(state["model"])
+    trainer.optimizer.load_state_dict(state["optimizer"])
+    restore_rng_state(state["rng"], trainer.rng)
+    trainer.population.buffer.load_state_dict(state["buffer"])
+    trainer.population.load_state_dict(state["systems"])
+    vars(trainer.counters).update(vars(Counters(**state["counters"])))  # in place: the executors count into it
+
+
+def read_checkpoint(path: Path) -> tuple[RunConfig, dict]:
+    """A training checkpoint and its own config, validated; any problem is one line naming the file."""
+    data = checkpoint.load(path, "checkpoint")
+    saved = data.get("config")
+    if not isinstance(saved, dict):
+        raise UserError(f"{path}: checkpoint has no config")
+    try:
+        return config_from_dict(saved), data
+    except UserError as exc:
+        raise UserError(f"{path}: {exc}") from None
+
+
+def load_policy(path: Path, gravity: Gravity) -> Policy:
+    """The trained policy of a checkpoint (its own architecture and feature adapter), with ``gravity``
+    for its features; eval mode, float64 on the CPU."""
+    config, data = read_checkpoint(path)
+    try:
+        model = build_policy(config, gravity)
+        model.load_state_dict(data["model"])
+    except (KeyError, RuntimeError, TypeError, ValueError) as exc:
+        raise UserError(f"{path}: cannot rebuild its policy ({str(exc).splitlines()[0][:160]})") from None
+    return model.to(torch.float64).eval()
+
+
+def trainer_from_checkpoint(path: Path, overrides: list[str] | None = None, reporter: Reporter | None = None) -> Trainer:
+    """Rebuild a trainer exactly as it was saved (``overrides`` apply on top of the saved config)."""
+    saved, data = read_checkpoint(path)
+    trainer = build_trainer(config_from_dict(apply_overrides(saved.to_dict(), overrides or [])), reporter)
+    fresh = checkpoint_payload(trainer)
+    try:
+        for section in ("model", "optimizer", "systems"):
+            check_like(fresh[section], data[section], section)
+        check_buffer(data["buffer"], trainer.population.buffer)
+        restore(trainer, data)
+    except (KeyError, RuntimeError, ValueError, TypeError, AttributeError, IndexError) as exc:
+        reason = clip(str(exc)) if str(exc) else type(exc).__name__
+        raise UserError(f"{path}: checkpoint does not match its config ({type(exc).__name__}: {reason})") from None
+    return trainer
+
+
+def check_like(fresh: object, saved: object, where: str) -> None:
+    """Raise ValueError unless every tensor of ``fresh`` has its shape and dtype in ``saved``."""
+    if isinstance(fresh, torch.Tensor):
+        if not isinstance(saved, torch.Tensor) or (saved.shape, saved.dtype) != (fresh.shape, fresh.dtype):
+            got = _described(saved) if isinstance(saved, torch.Tensor) else f"a {type(saved).__name__}"
+            raise ValueError(f"{where} is {got}, expected {_described(fresh)}")
+    elif isinstance(fresh, dict):
+        if not isinstance(saved, dict):
+            raise ValueError(f"{where} is a {type(saved).__name__}, expected a mapping")
+        for key, value in fresh.items():
+            if key not in saved:
+                raise KeyError(f"{where}.{key}")
+            check_like(value, saved[key], f"{where}.{key}")
+
+
+def _described(t: torch.Tensor) -> str:
+    return f"{tuple(t.shape)} {str(t.dtype).removeprefix('torch.')}"
+
+
+def check_buffer(state: object, buffer: ReplayBuffer) -> None:
+    """Raise ValueError unless ``state`` is a replay buffer of at most the capacity with fields that fit."""
+    if not isinstance(state, dict):
+        raise ValueError(f"buffer is a {type(state).__name__}, expected a mapping")
+    size = int(state["size"])
+    if not 0 <= size <= buffer.capacity or not 0 <= int(state["cursor"]) < buffer.capacity:
+        raise ValueError(f"buffer holds {size} samples (cursor {state['cursor']}), outside training.replay_capacity="
+                         f"{buffer.capacity}")
+    for name, held in buffer.data.items():
+        got = state.get(name)
+        if not isinstance(got, torch.Tensor) or tuple(got.shape) != (size, *held.shape[1:]):
+            shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
+            raise ValueError(f"buffer.{name} is {shape}, expected {(size, *held.shape[1:])}")
