@@ -42,6 +42,13 @@ class Integrator(ABC):
         ``free_end_positions``."""
         return self.step(s, dt, gravity).pos
 
+    def step_with_energy(self, s: Systems, dt: torch.Tensor, gravity: Gravity) -> tuple[Systems, torch.Tensor]:
+        """The step and the total energy (B,) after it, differentiable with respect to ``dt`` (training
+        backpropagates the energy error into the policy through it). By autograd through ``step``;
+        integrators with a closed-form derivative override it (cheaper: no pair tensor kept)."""
+        new = self.step(s, dt, gravity)
+        return new, gravity.energy(new)
+
 
 class FeatureAdapter(ABC):
     """Turns a state (and a window of remembered past steps) into the policy's input.

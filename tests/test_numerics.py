@@ -5,6 +5,7 @@ property tests of the physics core's invariants over random systems."""
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from hypothesis import strategies as st
 
 from aits.builtin.integrators import Leapfrog
 from aits.config import load_config
+from aits.interfaces import Integrator
 from aits.physics import Gravity, Systems
 from aits.physics.gravity import angular_momentum, kinetic_energy, momentum
 from aits.training.build import build_trainer
@@ -169,6 +171,8 @@ def test_integration_producing_nonfinite_states_is_rejected(monkeypatch: pytest.
         return new
 
     monkeypatch.setattr(t.integrator, "step", spoiled)
+    # training steps through step_with_energy: its autograd default, which calls the spoiled step
+    monkeypatch.setattr(t.integrator, "step_with_energy", partial(Integrator.step_with_energy, t.integrator))
     for _ in range(2):
         metrics = t.run_epoch()
         assert metrics["part1"]["accepted"] == 8 * t.config.training.steps_per_epoch
@@ -187,6 +191,8 @@ def test_nan_energy_from_the_integrator_is_rejected_in_part2(monkeypatch: pytest
         return new.with_(pos=torch.full_like(new.pos, math.nan))
 
     monkeypatch.setattr(t.integrator, "step", all_nan)
+    # training steps through step_with_energy: its autograd default, which calls the spoiled step
+    monkeypatch.setattr(t.integrator, "step_with_energy", partial(Integrator.step_with_energy, t.integrator))
     stats = t.generalize()
     assert stats["gate_pass_rate"] == 0.0 and stats["pass_rate"] == 0.0 and not stats["converged"]
     assert_run_is_sane(t)

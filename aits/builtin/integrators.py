@@ -6,15 +6,8 @@ import torch
 
 from aits.hookspecs import hookimpl
 from aits.interfaces import Integrator
-from aits.physics import Gravity, Systems
+from aits.physics import Gravity, Systems, kdk
 from aits.registry import Registrar
-
-
-def _kick_drift(s: Systems, dt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The first half kick and the drift: (dt broadcast, half-step velocities, end positions)."""
-    h = dt[:, None, None]
-    vel = s.vel + 0.5 * h * s.acc
-    return h, vel, s.pos + h * vel
 
 
 class Leapfrog(Integrator):
@@ -26,12 +19,15 @@ class Leapfrog(Integrator):
     free_end_positions = True  # the drift needs only the acceleration carried in the state
 
     def step(self, s: Systems, dt: torch.Tensor, gravity: Gravity) -> Systems:
-        h, vel, pos = _kick_drift(s, dt)
-        acc = gravity.accelerations(pos, s.mass)
-        return Systems(pos, vel + 0.5 * h * acc, s.mass, acc, s.time + dt)
+        pos, vel, acc = kdk.kdk(s.pos, s.vel, s.mass, s.acc, dt, gravity)
+        return Systems(pos, vel, s.mass, acc, s.time + dt)
+
+    def step_with_energy(self, s: Systems, dt: torch.Tensor, gravity: Gravity) -> tuple[Systems, torch.Tensor]:
+        """The step and its energy with the closed-form derivative with respect to ``dt``."""
+        return kdk.step_with_energy(s, dt, gravity)
 
     def end_positions(self, s: Systems, dt: torch.Tensor, gravity: Gravity) -> torch.Tensor:
-        return _kick_drift(s, dt)[2]
+        return kdk.kick_drift(s.pos, s.vel, s.acc, dt)[2]
 
 
 @hookimpl

@@ -48,20 +48,31 @@ class Gravity:
         r2 = (dx * dx).sum(-1)
         return dx, r2 + self.softening**2 if self.softening else r2
 
+    def pair_weights(self, r2: torch.Tensor, mass: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``G m_j / r_ij^3`` (B, N, N) from the softened squared distances ``r2``, and ``r2`` with 1 on
+        the diagonal: the self-pair has weight zero and distance 1, so that no inf appears."""
+        eye, _ = pair_masks(r2.shape[1], r2.device)
+        gm = self.G * mass[:, None, :].masked_fill(eye, 0.0)
+        r2 = r2 + eye
+        return gm * pow_three_halves(r2, -1), r2
+
     def accelerations(self, pos: torch.Tensor, mass: torch.Tensor) -> torch.Tensor:
         """Accelerations (B, N, D) of every body; the self-pair contributes nothing."""
         dx, r2 = self.separations(pos)
-        eye, _ = pair_masks(pos.shape[1], pos.device)
-        gm = self.G * mass[:, None, :].masked_fill(eye, 0.0)  # the self-pair's weight is zero...
-        inv_r3 = pow_three_halves(r2 + eye, -1)  # ...and its distance 1, so that no inf appears
-        return ((gm * inv_r3)[..., None] * dx).sum(2)
+        weights, _ = self.pair_weights(r2, mass)
+        return (weights[..., None] * dx).sum(2)
 
     def potential_energy(self, pos: torch.Tensor, mass: torch.Tensor) -> torch.Tensor:
         """Total potential energy (B,) summed over each unordered pair once."""
         _, r2 = self.separations(pos)
-        eye, upper = pair_masks(pos.shape[1], pos.device)
+        eye, _ = pair_masks(pos.shape[1], pos.device)
+        return self.pair_potential(r2 + eye, mass)
+
+    def pair_potential(self, r2: torch.Tensor, mass: torch.Tensor) -> torch.Tensor:
+        """Total potential energy (B,) from softened squared distances ``r2`` with 1 on the diagonal."""
+        _, upper = pair_masks(r2.shape[1], r2.device)
         gmm = -self.G * (mass[:, :, None] * mass[:, None, :]).masked_fill(~upper, 0.0)
-        return (gmm * (r2 + eye).rsqrt()).sum((-1, -2))
+        return (gmm * r2.rsqrt()).sum((-1, -2))
 
     def initialise(self, pos: torch.Tensor, vel: torch.Tensor, mass: torch.Tensor) -> Systems:
         """A :class:`Systems` at time zero with its accelerations computed."""

@@ -72,8 +72,7 @@ class Stepper:
 
     def step(self, s: Systems, energy: torch.Tensor, dt: torch.Tensor, log_ratio: torch.Tensor) -> StepResult:
         """The physics of one step (integrator, then the energy error) and whether it stayed finite."""
-        new = self.integrator.step(s, dt, self.gravity)
-        e_new = self.gravity.energy(new)
+        new, e_new = self.integrator.step_with_energy(s, dt, self.gravity)
         rel = relative_energy_error(e_new, energy)
         finite = torch.isfinite(rel) & torch.isfinite(new.pos).all((1, 2)) & torch.isfinite(new.vel).all((1, 2))
         return StepResult(new, e_new, rel, dt, log_ratio, finite)
