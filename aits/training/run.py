@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -171,13 +171,15 @@ def write_metrics(run: RunDir, metrics: list[dict]) -> None:
     checkpoint.atomic_write(run.metrics, lambda f: f.write(text.encode()))
 
 
-def run_epochs(trainer: Trainer, run: RunDir, until_epoch: int, part1: bool = True, part2: bool = True) -> None:
+def run_epochs(trainer: Trainer, run: RunDir, until_epoch: int, part1: bool = True, part2: bool = True,
+               on_epoch: Callable[[dict], None] | None = None) -> None:
     """Run epochs until ``trainer.epoch == until_epoch``, giving metrics to the run's sinks
     (``logging.sinks``) and checkpointing.
 
     A signal stops the run at the next epoch boundary with a checkpoint, so that resuming from it
     gives the same result as an uninterrupted run. A failed write stops it with one line naming the
-    file, the cause and the last good checkpoint.
+    file, the cause and the last good checkpoint. ``on_epoch(metrics)`` is called after
+    each epoch is logged and checkpointed; an exception from it ends the run there (a sweep's pruning).
     """
     every = trainer.config.training.checkpoint_every
     with stop_on_signals() as received, naming_last_checkpoint(run), sinks.open_sinks(trainer, run.path) as log:
@@ -193,6 +195,8 @@ def run_epochs(trainer: Trainer, run: RunDir, until_epoch: int, part1: bool = Tr
                 raise Interrupted(received[0], saved, until_epoch - trainer.epoch)
             if trainer.epoch % every == 0 and trainer.epoch < until_epoch:
                 save_checkpoint(trainer, run.epoch_checkpoint(trainer.epoch))
+            if on_epoch is not None:
+                on_epoch(metrics)
         log.finish(sinks.summary(trainer))
 
 

@@ -1,0 +1,125 @@
+"""``aits sweep``: a hyperparameter study on Optuna; every trial is a normal training run directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from aits.cli.app import command
+
+SweepDirOpt = Annotated[Optional[Path], typer.Option(
+    "--out", "-o", help="Sweep directory (default: runs/sweep-<study>); the same one continues the study.")]
+TrialsOpt = Annotated[Optional[int], typer.Option("--trials", min=1, help="Finished trials to reach (overrides the file).")]
+StorageOpt = Annotated[Optional[str], typer.Option(
+    "--storage", help="Optuna database URL shared by workers, e.g. postgresql://host/db "
+    "(default: SQLite study.db in the sweep directory).")]
+StudyOpt = Annotated[Optional[str], typer.Option("--study", help="Study name (overrides the file's).")]
+
+
+def params_text(trial: Any) -> str:
+    return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in trial.params.items())
+
+
+def trial_line(trial: Any, best: Any | None) -> str:
+    """One line per finished trial: its state, value and parameters, and the best so far."""
+    value = f" {trial.value:.4g}" if trial.value is not None else ""
+    best_text = f" | best {best.value:.4g} (trial {best.number})" if best is not None else ""
+    return f"trial {trial.number} {trial.state.name.lower()}{value}{best_text} | {params_text(trial)}"
+
+
+class PlainSweepProgress:
+    """Plain lines (CI, batch logs): one per message and per finished trial."""
+
+    def __init__(self, console) -> None:
+        self.console = console
+
+    def __enter__(self) -> PlainSweepProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None: ...
+
+    def say(self, message: str) -> None:
+        self.console.print(message, markup=False)
+
+    def trial_started(self, number: int, epochs: int) -> None: ...
+
+    def epoch_finished(self, number: int, epoch: int) -> None: ...
+
+    def trial_finished(self, trial: Any, best: Any | None) -> None:
+        self.say(trial_line(trial, best))
+
+
+class RichSweepProgress(PlainSweepProgress):
+    """A bar over the trials with the running trial's epoch; finished trials print above it."""
+
+    def __init__(self, console, total: int) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        super().__init__(console)
+        self.progress = Progress(TextColumn("[bold]trials"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=console)
+        self.task = self.progress.add_task("sweep", total=total, status="")
+        self.epochs = 0
+
+    def __enter__(self) -> RichSweepProgress:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.__exit__(*exc)
+
+    def trial_started(self, number: int, epochs: int) -> None:
+        self.epochs = epochs
+        self.progress.update(self.task, status=f"trial {number}: epoch 0/{epochs}")
+
+    def epoch_finished(self, number: int, epoch: int) -> None:
+        self.progress.update(self.task, status=f"trial {number}: epoch {epoch}/{self.epochs}")
+
+    def trial_finished(self, trial: Any, best: Any | None) -> None:
+        super().trial_finished(trial, best)
+        self.progress.advance(self.task)
+
+
+@command("sweep")
+def sweep_cli(space: Annotated[Path, typer.Argument(metavar="SWEEP.yaml", help="Search space, objective and trials.")],
+              trials: TrialsOpt = None, out: SweepDirOpt = None, storage: StorageOpt = None,
+              study: StudyOpt = None) -> None:
+    """Search hyperparameters with Optuna: each trial trains a normal run directory, is judged by the
+    objective (learned / best classical steps on validation problems, or a training metric) and may be
+    pruned early; re-running the command continues the study."""
+    from dataclasses import replace
+
+    from aits.cli.progress import make_console
+    from aits.sweep.spec import load_spec
+    from aits.sweep.study import import_optuna, run_sweep
+    from aits.training.run import Interrupted
+
+    spec = load_spec(space)
+    spec = replace(spec, trials=trials or spec.trials, study=study or spec.study)
+    import_optuna()
+    sweep_dir = out or Path("runs") / f"sweep-{spec.study}"
+    console = make_console(stderr=True)
+    progress = RichSweepProgress(console, spec.trials) if console.is_terminal else PlainSweepProgress(console)
+    try:
+        with progress:
+            result = run_sweep(spec, sweep_dir, storage, progress)
+    except Interrupted as exc:
+        console.print(f"interrupted by signal {exc.signum}: the running trial stopped (checkpoint {exc.saved}); "
+                      "re-run the same command to continue the study", markup=False)
+        raise typer.Exit(exc.exit_code) from None
+    counts: dict[str, int] = {}
+    for trial in result.study.trials:
+        counts[trial.state.name.lower()] = counts.get(trial.state.name.lower(), 0) + 1
+    console.print(f"study {spec.study}: " + ", ".join(f"{n} {state}" for state, n in sorted(counts.items())),
+                  markup=False)
+    if result.best is None:
+        console.print("no trial has completed yet", markup=False)
+        return
+    best = result.best
+    console.print(f"best: trial {best.number}, value {best.value:.4g} | {params_text(best)}", markup=False)
+    console.print(f"best checkpoint: {result.best_checkpoint}", markup=False)
+    if result.best_config is not None:
+        console.print(f"best config: {result.best_config}  (train it again: aits train --config {result.best_config})",
+                      markup=False)
