@@ -15,6 +15,7 @@ from aits.errors import RunFailed, UserError
 from aits.sweep import objectives
 from aits.sweep.spec import SweepSpec
 from aits.training.run import RunDir, new_run_dir, run_epochs, save_checkpoint, write_config
+from aits.training.build import build_trainer
 from aits.training.trainer import Trainer
 
 HEARTBEAT_S = 60  # a trial whose process died is marked failed after this (and a grace period) without a beat
@@ -78,7 +79,7 @@ class TrialRunner:
     def __call__(self, trial: Any) -> float:
         values = {param.key: param.suggest(trial) for param in self.spec.space}
         config = load_config(self.spec.config, self.spec.overrides(values))
-        trainer = Trainer(config)
+        trainer = build_trainer(config)
         run = new_run_dir(self.sweep_dir / f"trial-{trial.number:04d}", "train")
         write_config(run, config)
         trial.set_user_attr("run_dir", str(run.path.resolve()))
