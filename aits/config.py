@@ -38,6 +38,22 @@ class SystemConfig:
 
 
 @dataclass(frozen=True)
+class PopulationConfig:
+    """One population of training systems (an entry of ``populations``)."""
+
+    name: str = ""  # how metrics name it; default: the generator's name
+    generator: str = "binary_batch"
+    params: dict[str, Any] = field(default_factory=dict)  # keyword arguments of the generator (count: how many)
+
+    @property
+    def label(self) -> str:
+        return self.name or self.generator
+
+    def validate(self) -> None:
+        pass
+
+
+@dataclass(frozen=True)
 class FeaturesConfig:
     adapter: str = "analytic"
     history_len: int = 4
@@ -126,6 +142,7 @@ class RunConfig:
     integrator: str = "leapfrog"
     physics: PhysicsConfig = field(default_factory=PhysicsConfig)
     system: SystemConfig = field(default_factory=SystemConfig)
+    populations: list[PopulationConfig] = field(default_factory=list)  # several kinds of system (instead of system)
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
@@ -142,9 +159,27 @@ class RunConfig:
             if dataclasses.is_dataclass(value):
                 value.validate()
         _check_int64(self, "")
+        if self.populations:
+            _check(self.system == SystemConfig(), "populations",
+                   "replaces system: give one of them (a config file with populations and no system)")
+            labels = [p.label for p in self.populations]
+            twice = sorted({label for label in labels if labels.count(label) > 1})
+            _check(not twice, "populations", f"names {', '.join(twice)} more than once (give each a name)")
+            for key in ("replay_capacity", "replay_batch_size"):
+                _check(getattr(self.training, key) >= len(labels), f"training.{key}",
+                       f"must be at least the number of populations ({len(labels)})")
+
+    def population_configs(self) -> list[PopulationConfig]:
+        """The populations to train on: ``populations``, or ``system`` as the one population "system"."""
+        return self.populations or [PopulationConfig("system", self.system.generator, self.system.params)]
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        if self.populations:
+            del data["system"]  # unused: populations replaces it
+        else:
+            del data["populations"]  # a config of one system reads as before
+        return data
 
 
 def _check(ok: bool, key: str, problem: str) -> None:
@@ -195,6 +230,8 @@ def coerce(value: Any, kind: Any, key: str) -> Any:
     elif origin is list:
         (item,) = typing.get_args(kind)
         if isinstance(value, list):
+            if dataclasses.is_dataclass(item):
+                return [_build(item, v, f"{key}[{i}].") for i, v in enumerate(value)]
             return [coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
     elif origin is dict:
         if isinstance(value, dict) and all(isinstance(k, str) for k in value):
@@ -372,6 +409,8 @@ def load_config(path: Path | None = None, overrides: list[str] | None = None) ->
         except UserError as exc:
             raise UserError(f"{path}: {exc}") from None
     data = apply_overrides(data, overrides or [])
+    if path is None and data.get("populations") and not any(parse_override(o)[0][0] == "system" for o in overrides or []):
+        data = {key: value for key, value in data.items() if key != "system"}  # the embedded default's system
     config = _build(RunConfig, data, "")
     config.validate()
     return config

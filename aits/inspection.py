@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import torch
+
 from aits import checkpoint
 from aits.config import read_yaml
 from aits.errors import UserError
@@ -38,19 +40,26 @@ def describe_checkpoint(data: dict) -> dict:
     return {
         "kind": "checkpoint", "aits_version": data["aits_version"], "format_version": data["format_version"],
         "epoch": data["epoch"], "plugins": data["plugins"], "architecture": data["architecture"],
-        "parameters": params, "replay_buffer": int(data["buffer"]["size"]),
+        "parameters": params, "replay_buffer": sum(int(p["buffer"]["size"]) for p in _populations(data)),
         "last_epoch": data["metrics"][-1] if data["metrics"] else None, "config": data["config"],
     }
 
 
 def describe_dataset(data: dict) -> dict:
-    buffer = data["buffer"]
-    dt = buffer["dt"][: int(buffer["size"])]
+    held = _populations(data)
+    dt = torch.cat([p["buffer"]["dt"][: int(p["buffer"]["size"])].flatten() for p in held])
+    bodies = data["bodies"] if "populations" not in data else {p["name"]: p["bodies"] for p in held}
     return {
         "kind": "dataset", "aits_version": data["aits_version"], "format_version": data["format_version"],
-        "samples": int(buffer["size"]), "bodies": data["bodies"], "dims": data["dims"], "features": data["features"],
+        "samples": int(dt.numel()), "bodies": bodies, "dims": held[0]["dims"], "features": data["features"],
         "dt_median": float(dt.median()) if dt.numel() else None, "config": data["config"],
     }
+
+
+def _populations(data: dict) -> list[dict]:
+    """The per-population entries (buffer, ...) of a checkpoint or data set: one for a file of a
+    single population, whose entries are top-level keys."""
+    return data["populations"] if "populations" in data else [data]
 
 
 def describe_run(path: Path) -> tuple[dict, list[dict]]:

@@ -23,4 +23,4 @@ def collect_cli(config: ConfigOpt = None, set_: SetOpt = None, device: DeviceOpt
     runs.save_dataset(trainer, run.dataset)
     runs.save_checkpoint(trainer, run.model)
     console.print(summary_table(trainer, run, "aits collect"))
-    console.print(f"data set ({trainer.population.buffer.size} samples) saved to {run.dataset}; checkpoint saved to {run.model}")
+    console.print(f"data set ({sum(p.buffer.size for p in trainer.populations)} samples) saved to {run.dataset}; checkpoint saved to {run.model}")

@@ -29,7 +29,25 @@ def epoch_line(m: dict) -> str:
         done = "converged" if p["converged"] else "not converged"
         parts.append(f"part2 {p['iterations']} it {done} pass {_pct(p['pass_rate'])} dt/tau {p['dt_over_tau_median']:.3g}")
     parts.append(f"buffer {m['buffer_size']}")
+    parts += [f"{name}: {population_line(m, name)}" for name in populations(m)]
     return " | ".join(parts)
+
+
+def populations(m: dict) -> list[str]:
+    """The names of the populations an epoch's metrics report on one by one (none for one population)."""
+    return list(m.get("part1", m.get("part2", {})).get("populations", {}))
+
+
+def population_line(m: dict, name: str) -> str:
+    """A population's share of an epoch: accepted / rejected, median |dE/E|, Part 2 pass rate and dt/tau."""
+    out = []
+    if "part1" in m:
+        p = m["part1"]["populations"][name]
+        out.append(f"acc {p['accepted']} rej {p['rejected']} dE {p['rel_dE_median']:.2g}")
+    if "part2" in m:
+        p = m["part2"]["populations"][name]
+        out.append(f"pass {_pct(p['pass_rate'])} dt/tau {p['dt_over_tau_median']:.3g}")
+    return " ".join(out)
 
 
 def _pct(x: float) -> str:
@@ -93,6 +111,7 @@ class RichReporter:
     def epoch_finished(self, metrics: dict) -> None:
         p2 = metrics.get("part2")
         status = f"pass {_pct(p2['pass_rate'])} dt/tau {p2['dt_over_tau_median']:.3g}" if p2 else epoch_line(metrics)
+        status += "".join(f" | {name}: {population_line(metrics, name)}" for name in populations(metrics))
         self.progress.update(self.task, completed=metrics["epoch"], status=status)
 
 

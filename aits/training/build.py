@@ -12,7 +12,7 @@ from aits.physics import Gravity
 from aits.runtime import resolve_device, resolve_dtype, seed_everything
 from aits.systems import make_systems
 from aits.training.optim import ClippedAdam
-from aits.training.population import Population
+from aits.training.population import Population, split
 from aits.training.step import Stepper
 from aits.training.strategy import Strategy
 from aits.training.trainer import Reporter, Trainer
@@ -27,7 +27,8 @@ def build_policy(config: RunConfig, gravity: Gravity) -> Policy:
 
 def build_trainer(config: RunConfig, reporter: Reporter | None = None, strategy: Strategy | None = None) -> Trainer:
     """A fresh run of ``config``: seeded, every plugin looked up (an unknown name fails here, before
-    any file is written), the policy, optimizer and training systems built."""
+    any file is written), the policy, optimizer and each population's systems built; the replay
+    capacity is shared among the populations in proportion to their numbers of systems."""
     device, dtype = resolve_device(config.device), resolve_dtype(config.dtype)
     if device.type == "cpu" and config.threads > 0:
         torch.set_num_threads(config.threads)
@@ -38,8 +39,12 @@ def build_trainer(config: RunConfig, reporter: Reporter | None = None, strategy:
     loss_fn = plugins.get("loss", config.training.loss)
     policy = build_policy(config, gravity).to(device, dtype)
     optimizer = ClippedAdam(policy.parameters(), config.training.learning_rate, config.training.grad_clip)
-    generator = plugins.get("initial_conditions", config.system.generator)
-    systems = make_systems(generator, config.system.params, gravity, rng, dtype, device)
-    populations = [Population("system", systems, gravity, policy.adapter, config.training.replay_capacity)]
+    kinds = config.population_configs()
+    systems = [make_systems(plugins.get("initial_conditions", kind.generator), kind.params, gravity, rng, dtype, device,
+                            "system.params" if not config.populations else f"populations[{i}].params")
+               for i, kind in enumerate(kinds)]
+    capacities = split(config.training.replay_capacity, [s.batch for s in systems])
+    populations = [Population(kind.label, s, gravity, policy.adapter, capacity)
+                   for kind, s, capacity in zip(kinds, systems, capacities)]
     stepper = Stepper(policy, integrator, gravity, loss_fn, config.training)
     return Trainer(config, stepper, optimizer, populations, rng, strategy, reporter)

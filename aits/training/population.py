@@ -71,11 +71,15 @@ class Population:
 
 
 def split(total: int, sizes: list[int]) -> list[int]:
-    """``total`` shared among populations of ``sizes`` systems: one each, the rest in proportion to
-    the sizes (largest remainders), so that the shares sum to ``total`` (>= the number of populations)."""
-    rest, whole = total - len(sizes), sum(sizes)
-    shares = [1 + rest * size // whole for size in sizes]
-    by_remainder = sorted(range(len(sizes)), key=lambda i: -(rest * sizes[i] % whole))
+    """``total`` shared among populations of ``sizes`` systems in proportion to the sizes (largest
+    remainders), at least one each (``total`` >= the number of populations); the shares sum to ``total``."""
+    whole = sum(sizes)
+    shares = [total * size // whole for size in sizes]
+    by_remainder = sorted(range(len(sizes)), key=lambda i: -(total * sizes[i] % whole))
     for i in by_remainder[: total - sum(shares)]:
         shares[i] += 1
+    for i, share in enumerate(shares):
+        if share == 0:
+            shares[shares.index(max(shares))] -= 1
+            shares[i] = 1
     return shares

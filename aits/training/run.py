@@ -11,7 +11,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 
 from aits import checkpoint, jsonio, locks, sinks
 from aits.config import RunConfig, dump_yaml
@@ -110,41 +109,48 @@ def save_checkpoint(trainer: Trainer, path: Path) -> Path:
 
 
 def save_dataset(trainer: Trainer, path: Path) -> Path:
+    entries = [{"name": p.name, "bodies": p.bodies, "dims": p.systems.dims, "buffer": p.buffer.state_dict()}
+               for p in trainer.populations]
     return checkpoint.save(path, "dataset", {
         "config": trainer.config.to_dict(),
         "features": {"adapter": trainer.config.features.adapter, "dim": trainer.adapter.dim,
                      "history_len": trainer.adapter.history_len, "memory_dim": trainer.adapter.memory_dim},
-        "bodies": trainer.population.bodies, "dims": trainer.population.systems.dims,
-        "buffer": trainer.population.buffer.state_dict(),
+        **({k: entries[0][k] for k in ("bodies", "dims", "buffer")} if len(entries) == 1 else {"populations": entries}),
     })
 
 
 def load_dataset_into(trainer: Trainer, path: Path) -> None:
-    """Replace the trainer's replay buffer by a saved data set, refusing one that does not fit."""
+    """Replace the trainer's replay buffers by a saved data set, refusing one that does not fit."""
     data = checkpoint.load(path, "dataset")
     have = {"adapter": trainer.config.features.adapter, "dim": trainer.adapter.dim,
             "history_len": trainer.adapter.history_len, "memory_dim": trainer.adapter.memory_dim}
     try:
-        features, bodies, dims, buffer = data["features"], data["bodies"], data["dims"], data["buffer"]
-        size = int(buffer["size"])
-    except (KeyError, TypeError, ValueError) as exc:
+        features = data["features"]
+        entries = data["populations"] if "populations" in data else [data]
+        held = [(e.get("name", "system"), e["bodies"], e["dims"], e["buffer"], int(e["buffer"]["size"])) for e in entries]
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise UserError(f"{path}: malformed data set (missing or bad field {exc})") from None
-    if features != have or (bodies, dims) != (trainer.population.bodies, trainer.population.systems.dims):
-        raise UserError(
-            f"{path}: data set features {clip(str(features))} for N={bodies}, D={dims} do not fit "
-            f"the model ({have} for N={trainer.population.bodies}, D={trainer.population.systems.dims})"
-        )
-    if size > trainer.population.buffer.capacity:
-        raise UserError(f"{path}: holds {size} samples, more than training.replay_capacity={trainer.population.buffer.capacity}")
-    try:
-        check_buffer(buffer, trainer.population.buffer)
-    except (ValueError, KeyError, TypeError) as exc:
-        raise UserError(f"{path}: malformed data set ({clip(str(exc))})") from None
-    try:
-        trainer.population.buffer.load_state_dict(buffer)
-    except (KeyError, RuntimeError, ValueError, TypeError, AttributeError, IndexError) as exc:
-        reason = clip(str(exc)) if str(exc) else type(exc).__name__
-        raise UserError(f"{path}: malformed data set ({type(exc).__name__}: {reason})") from None
+    names = [p.name for p in trainer.populations]
+    if len(held) != len(names) or (len(held) > 1 and [h[0] for h in held] != names):
+        raise UserError(f"{path}: data set of the populations {clip(', '.join(str(h[0]) for h in held))}, "
+                        f"the run trains {', '.join(names)}")
+    for p, (_, bodies, dims, buffer, size) in zip(trainer.populations, held):
+        if features != have or (bodies, dims) != (p.bodies, p.systems.dims):
+            raise UserError(
+                f"{path}: data set features {clip(str(features))} for N={bodies}, D={dims} do not fit "
+                f"the model ({have} for N={p.bodies}, D={p.systems.dims})"
+            )
+        if size > p.buffer.capacity:
+            raise UserError(f"{path}: holds {size} samples, more than training.replay_capacity={p.buffer.capacity}")
+        try:
+            check_buffer(buffer, p.buffer)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise UserError(f"{path}: malformed data set ({clip(str(exc))})") from None
+        try:
+            p.buffer.load_state_dict(buffer)
+        except (KeyError, RuntimeError, ValueError, TypeError, AttributeError, IndexError) as exc:
+            reason = clip(str(exc)) if str(exc) else type(exc).__name__
+            raise UserError(f"{path}: malformed data set ({type(exc).__name__}: {reason})") from None
 
 
 @contextmanager

@@ -25,7 +25,7 @@ def checkpoint_payload(trainer: Trainer) -> dict:
     return {
         "config": cfg.to_dict(),
         "plugins": {"integrator": cfg.integrator, "features": cfg.features.adapter, "loss": cfg.training.loss,
-                    "initial_conditions": cfg.system.generator},
+                    "initial_conditions": ", ".join(kind.generator for kind in cfg.population_configs())},
         "architecture": {"in_dim": trainer.adapter.dim, "hidden": list(cfg.model.hidden),
                          "activation": cfg.model.activation, "history_len": trainer.adapter.history_len,
                          "memory_dim": trainer.adapter.memory_dim},
@@ -34,8 +34,7 @@ def checkpoint_payload(trainer: Trainer) -> dict:
         "model": trainer.policy.state_dict(),
         "optimizer": trainer.optimizer.state_dict(),
         "rng": rng_state(trainer.rng),
-        "buffer": trainer.population.buffer.state_dict(),
-        "systems": trainer.population.state_dict(),
+        **population_states(trainer),
         "counters": {"force_evaluations": trainer.counters.force_evaluations,
                      "optimizer_steps": trainer.counters.optimizer_steps,
                      "nonfinite_steps": trainer.counters.nonfinite_steps},
@@ -49,9 +48,30 @@ def restore(trainer: Trainer, state: dict) -> None:
     trainer.policy.load_state_dict(state["model"])
     trainer.optimizer.load_state_dict(state["optimizer"])
     restore_rng_state(state["rng"], trainer.rng)
-    trainer.population.buffer.load_state_dict(state["buffer"])
-    trainer.population.load_state_dict(state["systems"])
+    for p, saved in zip(trainer.populations, saved_populations(state, trainer)):
+        p.buffer.load_state_dict(saved["buffer"])
+        p.load_state_dict(saved["systems"])
     vars(trainer.counters).update(vars(Counters(**state["counters"])))  # in place: the executors count into it
+
+
+def population_states(trainer: Trainer) -> dict:
+    """Each population's live systems and replay buffer: for one population as top-level ``systems``
+    and ``buffer`` (the layout of checkpoints before populations), else a ``populations`` list."""
+    states = [{"name": p.name, "systems": p.state_dict(), "buffer": p.buffer.state_dict()} for p in trainer.populations]
+    if len(states) == 1:
+        return {"systems": states[0]["systems"], "buffer": states[0]["buffer"]}
+    return {"populations": states}
+
+
+def saved_populations(state: dict, trainer: Trainer) -> list[dict]:
+    """The ``{systems, buffer}`` of each of the trainer's populations in a saved state, or a
+    ValueError when the state holds other populations."""
+    saved = state["populations"] if "populations" in state else [{"systems": state["systems"], "buffer": state["buffer"]}]
+    names = [p.name for p in trainer.populations]
+    if len(saved) != len(names) or (len(saved) > 1 and [s["name"] for s in saved] != names):
+        held = f"the populations {', '.join(str(s['name']) for s in saved)}" if len(saved) > 1 else "one population"
+        raise ValueError(f"it holds {held}, the config {', '.join(names)}")
+    return saved
 
 
 def read_checkpoint(path: Path) -> tuple[RunConfig, dict]:
@@ -84,9 +104,12 @@ def trainer_from_checkpoint(path: Path, overrides: list[str] | None = None, repo
     trainer = build_trainer(config_from_dict(apply_overrides(saved.to_dict(), overrides or [])), reporter)
     fresh = checkpoint_payload(trainer)
     try:
-        for section in ("model", "optimizer", "systems"):
+        for section in ("model", "optimizer"):
             check_like(fresh[section], data[section], section)
-        check_buffer(data["buffer"], trainer.population.buffer)
+        for p, saved in zip(trainer.populations, saved_populations(data, trainer)):
+            where = "systems" if len(trainer.populations) == 1 else f"populations.{p.name}.systems"
+            check_like(p.state_dict(), saved["systems"], where)
+            check_buffer(saved["buffer"], p.buffer)
         restore(trainer, data)
     except (KeyError, RuntimeError, ValueError, TypeError, AttributeError, IndexError) as exc:
         reason = clip(str(exc)) if str(exc) else type(exc).__name__
