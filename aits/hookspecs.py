@@ -15,7 +15,9 @@ Each object is checked against its interface in :mod:`aits.interfaces` when it i
 * ``registrar.initial_conditions(fn)``: a function ``f(*, G, rng, **params) -> (pos, vel, mass)``
   (:class:`~aits.interfaces.InitialConditions`);
 * ``registrar.policy(cls)``: a :class:`~aits.interfaces.DtPolicy` subclass (built per simulation);
-* ``registrar.metric_sink(cls)``: a :class:`~aits.interfaces.MetricSink` subclass (built per run).
+* ``registrar.metric_sink(cls)``: a :class:`~aits.interfaces.MetricSink` subclass (built per run);
+* ``registrar.reference(obj)``: a :class:`~aits.interfaces.Reference` instance (an outside
+  integrator that ``aits simulate --reference`` runs beside the dt policies).
 
 The name is the object's ``name`` (a function's ``__name__``) unless given as ``name="..."``.
 Third-party packages expose a module or object with these hook implementations under the
@@ -41,7 +43,8 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 @hookspec
 def aits_register(registrar: Registrar) -> None:
-    """Register integrators, feature adapters, losses, initial conditions, dt policies and metric sinks."""
+    """Register integrators, feature adapters, losses, initial conditions, dt policies, metric sinks
+    and reference integrators."""
 
 
 # Deprecated: one hook per kind, each given a callback ``register(obj, name=None)``.

@@ -8,6 +8,7 @@ What an object can do is declared on its class, not probed: an integrator's ``or
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
@@ -179,3 +180,27 @@ class MetricSink(ABC):
 
     def close(self) -> None:
         """Release files and connections."""
+
+
+@dataclass(frozen=True)
+class ReferenceResult:
+    """What a reference integrator did on a problem: its own setting, steps, force evaluations,
+    max and final |dE/E0| (aits's energy, checked every step) and wall time."""
+
+    setting: str
+    steps: int
+    force_evaluations: int
+    max_error: float
+    final_error: float
+    wall_time_s: float
+    end_time: float
+
+
+class Reference(ABC):
+    """An integrator outside aits that ``aits simulate --reference NAME`` runs on the same system
+    (batch of one) to the same end time, for comparison: e.g. REBOUND's IAS15 (plugins/aits-rebound)."""
+
+    name: ClassVar[str]
+
+    @abstractmethod
+    def run(self, s: Systems, t_end: float, gravity: Gravity) -> ReferenceResult: ...

@@ -21,9 +21,9 @@ import pluggy
 
 from aits import __version__, hookspecs
 from aits.errors import EnvironmentFault, PluginError, UserError, clip
-from aits.interfaces import DtPolicy, FeatureAdapter, InitialConditions, Integrator, Loss, MetricSink
+from aits.interfaces import DtPolicy, FeatureAdapter, InitialConditions, Integrator, Loss, MetricSink, Reference
 
-PLUGIN_KINDS = ("integrator", "features", "loss", "initial_conditions", "policy", "metric_sink")  # also Registrar's methods
+PLUGIN_KINDS = ("integrator", "features", "loss", "initial_conditions", "policy", "metric_sink", "reference")  # also Registrar's methods
 LEGACY_HOOKS = {  # deprecated per-kind hooks -> the kind their ``register(obj)`` callback adds
     "aits_register_integrators": "integrator",
     "aits_register_features": "features",
@@ -130,6 +130,10 @@ def _check_metric_sink(obj: Any) -> str | None:
     return _subclass_of(MetricSink, obj)
 
 
+def _check_reference(obj: Any) -> str | None:
+    return _instance_of(Reference, obj)
+
+
 CHECKS: dict[str, Callable[[Any], str | None]] = {
     "integrator": _check_integrator,
     "features": _check_features,
@@ -137,6 +141,7 @@ CHECKS: dict[str, Callable[[Any], str | None]] = {
     "initial_conditions": _check_initial_conditions,
     "policy": _check_policy,
     "metric_sink": _check_metric_sink,
+    "reference": _check_reference,
 }
 
 
@@ -174,6 +179,10 @@ class Registrar:
     def metric_sink(self, cls: type[MetricSink], name: str | None = None) -> None:
         """A :class:`~aits.interfaces.MetricSink` subclass (built per run)."""
         self._add("metric_sink", cls, name)
+
+    def reference(self, obj: Reference, name: str | None = None) -> None:
+        """A :class:`~aits.interfaces.Reference` instance (an outside integrator for ``aits simulate``)."""
+        self._add("reference", obj, name)
 
     def _add(self, kind: str, obj: Any, name: str | None) -> None:
         name = name or getattr(obj, "name", None) or getattr(obj, "__name__", None)

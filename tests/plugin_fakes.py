@@ -9,7 +9,7 @@ import types
 import torch
 
 from aits.hookspecs import hookimpl
-from aits.interfaces import DtPolicy, FeatureAdapter, Integrator, Loss, MetricSink
+from aits.interfaces import DtPolicy, FeatureAdapter, Integrator, Loss, MetricSink, Reference, ReferenceResult
 from aits.physics import Gravity, Systems
 
 
@@ -75,6 +75,20 @@ class Collecting(MetricSink):
         self.epochs.append(metrics)
 
 
+class HundredSteps(Reference):
+    """Symplectic Euler in 100 equal steps to t_end: an outside integrator for ``aits simulate --reference``."""
+
+    name = "hundred_steps"
+
+    def run(self, s: Systems, t_end: float, gravity: Gravity) -> ReferenceResult:
+        e0, errors = gravity.energy(s), []
+        dt = (t_end - s.time) / 100  # from the system's time to t_end
+        for _ in range(100):
+            s = SymplecticEuler().step(s, dt, gravity)
+            errors.append(float(((gravity.energy(s) - e0) / e0).abs().max()))
+        return ReferenceResult("dt=t/100", 100, 100, max(errors), errors[-1], 0.0, float(s.time[0]))
+
+
 FAKES = {  # kind -> (name, the object registered)
     "integrator": ("symplectic_euler", SymplecticEuler()),
     "features": ("separation", Separation),
@@ -82,6 +96,7 @@ FAKES = {  # kind -> (name, the object registered)
     "initial_conditions": ("circular_pair", circular_pair),
     "policy": ("constant", Constant),
     "metric_sink": ("collecting", Collecting),
+    "reference": ("hundred_steps", HundredSteps()),
 }
 
 

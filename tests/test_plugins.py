@@ -69,6 +69,7 @@ BUILTINS = {
     "initial_conditions": ["binary_batch", "cluster", "figure_eight", "from_file", "kepler_binary", "pythagorean"],
     "policy": ["aarseth", "fixed", "freefall", "freefall_symmetric", "learned"],
     "metric_sink": ["jsonl", "tensorboard"],
+    "reference": [],  # outside integrators come from plugins (plugins/aits-rebound)
 }
 
 
@@ -127,6 +128,9 @@ def test_training_and_simulating_use_the_fake_plugins(fakes: registry.Registry, 
     row = out.rows[0]
     assert (row.status, row.steps, row.end_time) == ("finished", 100, pytest.approx(1.0))
     assert row.max_error < 1e-3  # first order, but symplectic: the energy error stays bounded
+    reference = fakes.get("reference", "hundred_steps").run(setup.systems.with_(time=torch.zeros(1, dtype=torch.float64)),
+                                                             1.0, trainer.gravity)
+    assert (reference.steps, reference.end_time) == (100, pytest.approx(1.0)) and reference.max_error < 1e-2
 
 
 @pytest.mark.parametrize("hook_name", registry.LEGACY_HOOKS)

@@ -35,6 +35,9 @@ MaxStepsOpt = Annotated[int, typer.Option("--max-steps", help="Step cap for any 
 CompileOpt = Annotated[Optional[bool], typer.Option(
     "--compile/--no-compile", help="Compile the integration loop (torch.compile): 5-30x faster steps after "
     "5-60 s of compilation. Default: only runs that are long enough to gain.")]
+ReferenceOpt = Annotated[Optional[list[str]], typer.Option(
+    "--reference", help="Also run this outside integrator on the same system at its own setting, e.g. "
+    "rebound_ias15 from plugins/aits-rebound (repeatable; see aits plugins).")]
 PlotOpt = Annotated[Optional[Path], typer.Option("--plot",
                                                  help="Write a figure (PNG): |dE/E0| and dt vs time, orbit.")]
 
@@ -45,8 +48,9 @@ def simulate_cli(system: SystemOpt = "kepler_binary", param: ParamOpt = None, ch
                  periods: PeriodsOpt = None, time: TimeOpt = None, integrator: IntegratorOpt = "leapfrog",
                  G: GOpt = 1.0, softening: SofteningOpt = 0.0, seed: SeedOpt = 0, max_steps: MaxStepsOpt = 5_000_000,
                  as_json: JsonOpt = False, plot: PlotOpt = None, device: DeviceOpt = None,
-                 compile: CompileOpt = None) -> None:
+                 compile: CompileOpt = None, reference: ReferenceOpt = None) -> None:
     """Integrate a system with dt policies; report steps, energy error, drifts and wall time of each."""
+    from aits import registry
     from aits.cli.progress import make_console
     from aits.errors import UserError
     from aits.simulation.compare import compare
@@ -71,9 +75,11 @@ def simulate_cli(system: SystemOpt = "kepler_binary", param: ParamOpt = None, ch
     setup, info = make_setup(system, params, integrator=integrator, G=G, softening=softening, time=time,
                              periods=periods, seed=seed, device=device or "cpu")
     choices = choose_policies(policy, option, checkpoint)
+    references = [registry.get_registry().get("reference", name) for name in reference or []]
     err = make_console(stderr=True)
     report = compare(setup, info, choices, target_error=target_error, max_steps=max_steps,
-                     progress=lambda message: err.print(f"[dim]{message}[/]"), compiled=compile)
+                     progress=lambda message: err.print(f"[dim]{message}[/]"), compiled=compile,
+                     references=references)
     if plot is not None:
         from aits.plotting import plot_report
 
@@ -118,6 +124,11 @@ def results_table(report):
             row.append(f"{failing['value']:.4g} ({failing['steps']:,} steps, {failing['max_rel_energy_error']:.2e})"
                        if failing else "")
         table.add_row(*row)
+    for ref in report.references:
+        r = ref.result
+        table.add_row(f"{ref.label} (reference)", r.setting, f"{r.steps:,}", f"{r.force_evaluations:,}",
+                      f"{r.max_error:.2e}", f"{r.final_error:.2e}", "", "", f"{r.wall_time_s:.3f}",
+                      *([""] if report.target_error is not None else []))
     if any(e.wall_time_estimated for e in report.entries):
         table.caption = "~ wall time scaled from a timed solo run of the first steps"
     return table

@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
 from typing import Any, Callable
 
 import torch
 
+from aits.interfaces import Reference, ReferenceResult
 from aits.simulation.engine import DEFAULT_MAX_STEPS, integrate
 from aits.simulation.problem import PolicySpec, Setup
 from aits.simulation.results import RowResult
@@ -48,11 +50,27 @@ class Entry:
 
 
 @dataclass
+class ReferenceEntry:
+    """An outside integrator's run on the same system (``aits simulate --reference``)."""
+
+    label: str
+    result: ReferenceResult
+
+    def to_json(self) -> dict[str, Any]:
+        r = self.result
+        return finite_json({"label": self.label, "setting": r.setting, "steps": r.steps,
+                            "force_evaluations": r.force_evaluations, "max_rel_energy_error": r.max_error,
+                            "final_rel_energy_error": r.final_error, "end_time": r.end_time,
+                            "wall_time_s": r.wall_time_s})
+
+
+@dataclass
 class Report:
     system: SystemInfo
     integrator: str
     target_error: float | None
     entries: list[Entry]
+    references: list[ReferenceEntry] = field(default_factory=list)
 
     def comparison(self) -> dict[str, Any] | None:
         """At equal accuracy: the searched learned policy's steps (and force evaluations) over the
@@ -75,6 +93,7 @@ class Report:
         return finite_json({
             "system": asdict(self.system), "integrator": self.integrator, "target_error": self.target_error,
             "policies": [e.to_json() for e in self.entries], "comparison": self.comparison(),
+            **({"references": [r.to_json() for r in self.references]} if self.references else {}),
         })
 
 
@@ -122,10 +141,11 @@ def run_searched(setup: Setup, spec: PolicySpec, target: float, guess: float | N
 
 def compare(setup: Setup, info: SystemInfo, choices: list[PolicyChoice], *, target_error: float | None = None,
             max_steps: int = DEFAULT_MAX_STEPS, progress: Callable[[str], None] | None = None,
-            compiled: bool | None = None) -> Report:
+            compiled: bool | None = None, references: Sequence[Reference] = ()) -> Report:
     """Every choice at its value (or default); with ``target_error``, each searched for equal
     accuracy (a given value is the search's first guess) and the learned policy also unscaled.
-    ``compiled``: see :func:`~aits.simulation.engine.integrate` (None: long runs only)."""
+    ``compiled``: see :func:`~aits.simulation.engine.integrate` (None: long runs only).
+    ``references``: outside integrators run once each on the same system, at their own setting."""
     say = progress or (lambda message: None)
     order = setup.integrator.order
     for choice in choices:  # construction errors (a missing checkpoint, bad options) before any work
@@ -142,4 +162,8 @@ def compare(setup: Setup, info: SystemInfo, choices: list[PolicyChoice], *, targ
         if spec.name == LEARNED:
             say(f"{spec.name}: integrating unscaled")
             entries.append(run_at(setup, spec, 1.0, max_steps, label=f"{LEARNED} (unscaled)", compiled=compiled))
-    return Report(info, setup.integrator.name, target_error, entries)
+    ran = []
+    for reference in references:
+        say(f"{reference.name}: integrating (reference)")
+        ran.append(ReferenceEntry(reference.name, reference.run(setup.systems, float(setup.t_end[0]), setup.gravity)))
+    return Report(info, setup.integrator.name, target_error, entries, ran)
