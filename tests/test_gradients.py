@@ -14,7 +14,7 @@ import torch
 
 from aits.builtin.integrators import Leapfrog
 from aits.interfaces import Integrator
-from aits.physics import Gravity, Systems
+from aits.physics import Gravity, Systems, kdk
 from aits.physics.initial import cluster, kepler_binary
 from aits.training.build import build_trainer
 from aits.training.trainer import Trainer
@@ -99,6 +99,16 @@ def test_leapfrog_closed_form_forward_is_the_step_and_its_gradient_is_autograds(
     e0 = gravity.energy(s)
     scale = (s.mass * reference.vel.norm(dim=-1) * reference.acc.norm(dim=-1)).sum(1) / (energy - e0).abs()
     assert ((closed - auto).abs() <= 1e-14 * (scale + auto.abs())).all(), (closed, auto)
+
+
+def test_blocks_of_systems_give_the_numbers_of_one_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    gravity = Gravity(1.0, 0.05)
+    s = systems(gravity, 6, count=40)
+    dt = freefall(s, gravity, 0.05)
+    whole = [gradient(Leapfrog(), s, dt, gravity, closed=True), *Leapfrog().step_with_energy(s, dt, gravity)[0].tensors()]
+    monkeypatch.setattr(kdk, "BLOCK_PAIRS", 7 * 36)  # blocks of 7 systems, the last one of 5
+    blocked = [gradient(Leapfrog(), s, dt, gravity, closed=True), *Leapfrog().step_with_energy(s, dt, gravity)[0].tensors()]
+    assert all(torch.equal(a, b) for a, b in zip(whole, blocked))
 
 
 def test_leapfrog_energy_derivative_matches_finite_differences() -> None:
