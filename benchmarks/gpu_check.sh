@@ -1,6 +1,6 @@
 #!/bin/sh
 # The GPU checks in one run, for a machine with CUDA where aits is not installed (from the repository
-# root; about 6 minutes, most of it compiling):
+# root; about 5 minutes, most of it compiling: five compiled benchmark cells and the compiled training):
 #
 #     PYTHONPATH=. sh benchmarks/gpu_check.sh OUT_DIR
 #
@@ -23,7 +23,8 @@ step train         python -m aits train --device cuda --out "$out/train"
 step train_compile python -m aits train --device cuda --set compile=true --out "$out/train_compile"
 step simulate      python -m aits simulate --device cuda --checkpoint "$out/train/model.pt" \
                    -p e=0.9 --target-error 1e-4 --json
-step bench         python benchmarks/bench.py --device cuda --compile --nets 64,64 --bodies 2 8 32 \
-                   --minibatch 512 4096 65536 --min-time 0.3 --ref-samples 100 --json "$out/bench.json"
+step bench         python benchmarks/bench.py --device cuda --compile --only part2 simulate --nets 64,64 \
+                   --bodies 2 32 --minibatch 512 65536 --sim-batch 1024 --min-time 0.3 --ref-samples 50 \
+                   --json "$out/bench.json"
 step bench_65536   python benchmarks/bench.py --device cuda --compile --only part2 --nets 64,64 --bodies 2 \
-                   --minibatch 65536 --ref-samples 0 --json "$out/bench_65536.json"
+                   --minibatch 65536 --min-time 0.3 --ref-samples 0 --json "$out/bench_65536.json"
