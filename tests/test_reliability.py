@@ -9,9 +9,11 @@ import errno
 import json
 import os
 import resource
+import signal
 import struct
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -40,7 +42,12 @@ def aits(*args: Any, cwd: Path, env: dict | None = None, **kwargs: Any) -> subpr
 
 
 def finish(process: subprocess.Popen, timeout: float = 120.0) -> tuple[int, str]:
-    _, err = process.communicate(timeout=timeout)
+    try:
+        _, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        raise
     return process.returncode, err
 
 
@@ -353,3 +360,67 @@ def test_a_write_failure_is_one_line_and_the_last_good_checkpoint_resumes(tmp_pa
         for name, tensor in ours[key].items():
             if isinstance(tensor, torch.Tensor):
                 assert torch.equal(tensor, theirs[key][name]), (key, name)
+
+
+# --------------------------------------------------------------------------- runs that can always be stopped
+
+
+@pytest.mark.parametrize(("part", "endless", "resume_with"), [
+    ("part1", f"training.steps_per_epoch={10**9}", "training.steps_per_epoch=2"),
+    # Part 2 never done: the band [E_lower, energy_threshold] is too narrow for a whole minibatch
+    ("part2", f"training.max_generalize_iters={10**9}", "training.max_generalize_iters=2"),
+])
+def test_a_signal_inside_an_endless_epoch_stops_within_seconds_and_resumes(tmp_path: Path, part: str, endless: str,
+                                                                          resume_with: str) -> None:
+    args = [*SMALL, "--set", endless, "--set", "training.E_lower=1.99e-4", "--set", "training.E_upper=1.995e-4",
+            "--epochs", 2, "--out", "run"]
+    process = aits("train", *args, cwd=tmp_path)
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "run" / "config.yaml").is_file():  # the epochs start right after it is written
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.05)
+    time.sleep(1.0)
+    process.send_signal(signal.SIGINT)
+    sent = time.monotonic()
+    code, err = finish(process, timeout=30)
+    assert time.monotonic() - sent < 10  # within the epoch (about 1 s, a loaded machine allowed for)
+    assert code == 130 and "Traceback" not in err, err
+    saved = "run/checkpoints/partial-epoch-000001.pt"
+    assert f"interrupted by signal {int(signal.SIGINT)}: checkpoint saved to {saved}" in err
+    assert f"resume with: aits train --resume {saved}" in err
+    data = torch.load(tmp_path / saved, weights_only=True)
+    assert data["epoch"] == 0 and data["metrics"] == []  # no epoch completed
+    assert data["buffer"]["size"] > 0  # what the interrupted epoch collected is kept
+    code, err = finish(aits("train", "--resume", saved, "--set", resume_with, cwd=tmp_path))
+    assert code == 0, err
+    assert torch.load(tmp_path / "run" / "model.pt", weights_only=True)["epoch"] == 2
+    assert [json.loads(line)["epoch"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+
+
+def test_a_hopeless_gate_is_noticed_and_fails_with_a_checkpoint(cwd: Path) -> None:
+    result = invoke("train", *SMALL, "--epochs", 1, "--set", "training.energy_threshold=1e-20",
+                    "--set", "training.E_lower=1e-22", "--set", "training.E_upper=1e-21",
+                    "--set", "training.max_retrain_steps=5000", "--out", "run")  # the cap: a bound, should this fail
+    line = assert_one_line_error(result, "Part 1 cannot pass the energy gate: system ",
+                                 "rejected even at the smallest step the policy can take (model.min_dt_fraction=1e-05",
+                                 "not below training.energy_threshold=1e-20", "no retraining can help",
+                                 "state saved to run/checkpoints/failed-epoch-000001.pt", code=1)
+    assert "|dE/E| = " in line
+    assert checkpoint.load(cwd / "run" / "checkpoints" / "failed-epoch-000001.pt", "checkpoint")["epoch"] == 0
+
+
+def test_probing_the_smallest_step_changes_nothing_in_a_run_that_can_pass(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from aits.training import part1
+
+    args = ["train", *SMALL, "--epochs", 2, "--set", "system.params.e_max=0.95", "--set", "model.init_dt_fraction=0.5"]
+    assert invoke(*args, "--out", tmp_path / "plain").exit_code == 0
+    monkeypatch.setattr(part1, "HOPELESS_PROBE_EVERY", 1)  # probe after every rejection
+    result = invoke(*args, "--out", tmp_path / "probed")
+    assert result.exit_code == 0, result.output
+    plain, probed = (torch.load(tmp_path / run / "model.pt", weights_only=True) for run in ("plain", "probed"))
+    assert sum(m["part1"]["rejected"] for m in plain["metrics"]) > 0  # the probe did run
+    for key in ("model", "systems", "counters"):
+        for name, value in plain[key].items():
+            assert (torch.equal(value, probed[key][name]) if isinstance(value, torch.Tensor)
+                    else value == probed[key][name]), (key, name)

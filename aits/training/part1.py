@@ -16,8 +16,15 @@ if TYPE_CHECKING:
     from aits.training.trainer import Trainer
 
 
+HOPELESS_PROBE_EVERY = 100  # consecutive rejections of one system after which its smallest allowed step is tried
+
+
 class RetrainCapHit(RunFailed):
     """Part 1 retrained ``max_retrain_steps`` times on one state without an accepted step."""
+
+
+class HopelessGate(RunFailed):
+    """A state that no policy can take through the gate: even the smallest allowed step is rejected."""
 
 
 class RejectedSystems:
@@ -67,6 +74,7 @@ def collect(t: Trainer) -> dict:
         active = [left > 0 for left in remaining]
         if not t.strategy.reduce_boolean_decision(any(bool(a.any()) for a in active), all=False):
             break
+        t.stop_point()
         results, it = iteration(t, active)
         for i, (p, a, r) in enumerate(zip(pops, active, results)):
             ok = a & t.stepper.passes_gate(r)
@@ -85,6 +93,7 @@ def collect(t: Trainer) -> dict:
             continue
         retrain += 1
         t.reporter.part1_progress(target - sum(int(left.sum()) for left in remaining), target, retrain)
+        refuse_hopeless(t, retries)
         if cfg.max_retrain_steps and max(int(n.max()) for n in retries) >= cfg.max_retrain_steps:
             raise RetrainCapHit(
                 f"Part 1 retrained {cfg.max_retrain_steps} times on one state without an accepted step "
@@ -97,6 +106,33 @@ def collect(t: Trainer) -> dict:
         stats["populations"] = {p.name: summary([e], [q], [n], t.dtype, t.device)
                                 for p, e, q, n in zip(pops, accepted_err, accepted_ratio, rejected)}
     return stats
+
+
+def refuse_hopeless(t: Trainer, retries: list[torch.Tensor]) -> None:
+    """Raise :class:`HopelessGate` when a system rejected :data:`HOPELESS_PROBE_EVERY` times in a
+    row (or a multiple) is rejected even at the smallest step the policy can predict,
+    ``model.min_dt_fraction`` times its time scale: no retraining can help then. The probe step
+    changes nothing and is not counted."""
+    cfg, floor = t.config, t.config.model.min_dt_fraction
+    stuck = None
+    for p, n in zip(t.populations, retries):
+        probe = (n > 0) & (n % HOPELESS_PROBE_EVERY == 0)
+        if stuck is None and bool(probe.any()):
+            s, energy, history = p.systems.index(probe), p.energy[probe], p.history[probe]
+            with torch.no_grad():
+                dt = floor * t.adapter.features_and_timescale(s, history)[1]
+                r = t.stepper.step(s, energy, dt, torch.full_like(dt, math.log(floor)))
+            rejected = ~t.stepper.passes_gate(r)
+            if bool(rejected.any()):
+                row = int(probe.nonzero()[rejected.nonzero()[0, 0], 0])
+                where = f"system {row}" + (f" of population {p.name}" if len(t.populations) > 1 else "")
+                stuck = (f"Part 1 cannot pass the energy gate: {where} is rejected even at the smallest step the "
+                         f"policy can take (model.min_dt_fraction={floor:g} of its free-fall time gives |dE/E| = "
+                         f"{float(r.rel_dE[rejected][0]):.3g}, not below training.energy_threshold="
+                         f"{cfg.training.energy_threshold:g}), so no retraining can help; raise "
+                         "training.energy_threshold or lower model.min_dt_fraction")
+    if t.strategy.reduce_boolean_decision(stuck is not None, all=False):
+        raise HopelessGate(stuck or "Part 1 cannot pass the energy gate in another process")
 
 
 def summary(errors: list[list[torch.Tensor]], ratios: list[list[torch.Tensor]], rejected: list[int],

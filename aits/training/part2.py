@@ -55,6 +55,7 @@ def generalize(t: Trainer) -> dict:
     ratios: list[torch.Tensor] = []
     done: list[torch.Tensor] = []
     for iteration in range(1, cfg.max_generalize_iters + 1):
+        t.stop_point()
         batches = [p.replay(p.buffer.indices(share, t.rng, pad=compiled), n) for (p, share), n in zip(drawn, distinct)]
         it = t.executors.run(t.generalize_rule, batches)
         n, n_done, n_gate = it.totals

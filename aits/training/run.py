@@ -16,7 +16,7 @@ from aits import checkpoint, jsonio, locks, sinks
 from aits.config import RunConfig, dump_yaml
 from aits.errors import EnvironmentFault, RunFailed, UserError, clip
 from aits.training.state import check_buffer, checkpoint_payload
-from aits.training.trainer import Trainer
+from aits.training.trainer import StopRequested, Trainer, never
 
 
 class Interrupted(Exception):
@@ -153,19 +153,37 @@ def load_dataset_into(trainer: Trainer, path: Path) -> None:
             raise UserError(f"{path}: malformed data set ({type(exc).__name__}: {reason})") from None
 
 
+MID_EPOCH_GRACE_S = 1.0  # how long after a signal the current epoch may still end at its boundary
+
+
+@dataclass
+class StopRequest:
+    """The first SIGINT/SIGTERM received, and when."""
+
+    signum: int | None = None
+    at: float = 0.0
+
+    def __bool__(self) -> bool:
+        return self.signum is not None
+
+    def overdue(self) -> bool:
+        """Whether a signal came more than :data:`MID_EPOCH_GRACE_S` ago: then the epoch stops where it is."""
+        return self.signum is not None and time.monotonic() - self.at > MID_EPOCH_GRACE_S
+
+
 @contextmanager
-def stop_on_signals() -> Iterator[list[int]]:
+def stop_on_signals() -> Iterator[StopRequest]:
     """Record SIGINT/SIGTERM instead of dying; a second signal interrupts at once."""
-    received: list[int] = []
+    request = StopRequest()
 
     def handler(signum: int, frame: object) -> None:
-        if received:
+        if request:
             raise KeyboardInterrupt
-        received.append(signum)
+        request.signum, request.at = signum, time.monotonic()
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield received
+        yield request
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
@@ -182,27 +200,38 @@ def run_epochs(trainer: Trainer, run: RunDir, until_epoch: int, part1: bool = Tr
     """Run epochs until ``trainer.epoch == until_epoch``, giving metrics to the run's sinks
     (``logging.sinks``) and checkpointing.
 
-    A signal stops the run at the next epoch boundary with a checkpoint, so that resuming from it
-    gives the same result as an uninterrupted run. A failed write stops it with one line naming the
-    file, the cause and the last good checkpoint. ``on_epoch(metrics)`` is called after
-    each epoch is logged and checkpointed; an exception from it ends the run there (a sweep's pruning).
+    A signal stops the run with a checkpoint: at the epoch boundary when the epoch ends within
+    :data:`MID_EPOCH_GRACE_S`, and resuming from it gives the same result as an uninterrupted run;
+    otherwise within the epoch, at the next Part 1 or Part 2 iteration, as ``partial-epoch-N.pt``:
+    the state at that iteration (policy, optimizer, systems and replay buffer as far as they got,
+    the completed epochs' count and metrics), from which ``--resume`` runs epoch N again in full.
+    A failed write stops the run with one line naming the file, the cause and the last good checkpoint.
+    ``on_epoch(metrics)`` is called after each epoch is logged and checkpointed; an exception from it
+    ends the run there (a sweep's pruning).
     """
     every = trainer.config.training.checkpoint_every
-    with stop_on_signals() as received, naming_last_checkpoint(run), sinks.open_sinks(trainer, run.path) as log:
-        while trainer.epoch < until_epoch:
-            try:
-                metrics = trainer.run_epoch(part1, part2)
-            except RunFailed as exc:  # e.g. the retrain cap: keep the state for inspection
-                saved = save_checkpoint(trainer, run.path / "checkpoints" / f"failed-epoch-{trainer.epoch + 1:06d}.pt")
-                raise type(exc)(f"{exc}; state saved to {saved}") from exc
-            log.epoch(metrics)
-            if received:
-                saved = save_checkpoint(trainer, run.epoch_checkpoint(trainer.epoch))
-                raise Interrupted(received[0], saved, until_epoch - trainer.epoch)
-            if trainer.epoch % every == 0 and trainer.epoch < until_epoch:
-                save_checkpoint(trainer, run.epoch_checkpoint(trainer.epoch))
-            if on_epoch is not None:
-                on_epoch(metrics)
+    with stop_on_signals() as stop, naming_last_checkpoint(run), sinks.open_sinks(trainer, run.path) as log:
+        trainer.should_stop = stop.overdue
+        try:
+            while trainer.epoch < until_epoch:
+                try:
+                    metrics = trainer.run_epoch(part1, part2)
+                except RunFailed as exc:  # e.g. the retrain cap: keep the state for inspection
+                    saved = save_checkpoint(trainer, run.path / "checkpoints" / f"failed-epoch-{trainer.epoch + 1:06d}.pt")
+                    raise type(exc)(f"{exc}; state saved to {saved}") from exc
+                except StopRequested:
+                    saved = save_checkpoint(trainer, run.path / "checkpoints" / f"partial-epoch-{trainer.epoch + 1:06d}.pt")
+                    raise Interrupted(stop.signum, saved, until_epoch - trainer.epoch) from None
+                log.epoch(metrics)
+                if stop:
+                    saved = save_checkpoint(trainer, run.epoch_checkpoint(trainer.epoch))
+                    raise Interrupted(stop.signum, saved, until_epoch - trainer.epoch)
+                if trainer.epoch % every == 0 and trainer.epoch < until_epoch:
+                    save_checkpoint(trainer, run.epoch_checkpoint(trainer.epoch))
+                if on_epoch is not None:
+                    on_epoch(metrics)
+        finally:
+            trainer.should_stop = never
         log.finish(sinks.summary(trainer))
 
 

@@ -6,6 +6,7 @@ nothing of the terminal; progress goes to a :class:`Reporter`. Built by
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 import torch
@@ -36,6 +37,14 @@ class SilentReporter:
     def epoch_finished(self, metrics: dict) -> None: ...
 
 
+class StopRequested(Exception):
+    """A stop is due within the epoch (see :func:`aits.training.run.run_epochs`)."""
+
+
+def never() -> bool:
+    return False
+
+
 class Trainer:
     """Everything a run holds: the step (policy, integrator, loss), the optimizer, the populations of
     training systems with their replay buffers, the RNG, counters and metrics."""
@@ -51,6 +60,12 @@ class Trainer:
         self.generalize_rule = part2.Minibatch(stepper)
         self.epoch = 0
         self.metrics: list[dict] = []
+        self.should_stop: Callable[[], bool] = never  # asked between iterations of Part 1 and Part 2
+
+    def stop_point(self) -> None:
+        """Between two iterations: raise :class:`StopRequested` when a stop is due (in every process)."""
+        if self.strategy.reduce_boolean_decision(self.should_stop(), all=False):
+            raise StopRequested
 
     @property
     def policy(self) -> Policy:
