@@ -30,7 +30,8 @@ from test_errors import assert_one_line_error, sealed
 
 SMALL = ["--set", "system.params.count=2", "--set", "training.max_generalize_iters=2", "--set", "model.hidden=[8]",
          "--set", "training.replay_batch_size=16"]
-ENV = {**os.environ, "COLUMNS": "200", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+# built-ins only: another plugin installed here must not add lines to what these tests read
+ENV = {**os.environ, "COLUMNS": "200", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "AITS_NO_ENTRY_POINTS": "1"}
 
 
 def invoke(*args: Any) -> Any:
