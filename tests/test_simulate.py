@@ -269,3 +269,13 @@ def test_bad_input_is_one_line_and_exit_2(args, message):
     result = simulate(*args)
     assert result.exit_code == 2
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_reference_without_any_installed_names_the_plugin(monkeypatch):
+    monkeypatch.setenv(registry.NO_ENTRY_POINTS_ENV, "1")
+    reg = registry.collect(*registry.build_plugin_manager())
+    monkeypatch.setattr(registry, "get_registry", lambda: reg)
+    result = CliRunner().invoke(app, ["simulate", "--reference", "rebound_ias15"])
+    assert result.exit_code == 2
+    assert result.output.strip() == ("error: --reference: no reference integrator is installed (plugins/aits-rebound "
+                                     "provides rebound_ias15: pip install -e plugins/aits-rebound)")

@@ -4,7 +4,11 @@ study, the best config reused by ``aits train``, pruning, and bad sweep files.""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -133,3 +137,26 @@ def test_a_bad_storage_url_is_one_line(tmp_path):
 def test_the_example_sweep_file_is_valid():
     spec = load_spec(Path(__file__).resolve().parents[1] / "examples" / "sweep.yaml")
     assert spec.objective.kind == "step_ratio" and spec.objective.every == 25 and len(spec.space) == 4
+
+
+def test_an_interrupted_sweep_says_how_to_continue_and_continues(tmp_path):
+    objective = {"kind": "metric", "metric": "part2.pass_rate", "direction": "maximize"}
+    path = sweep_file(tmp_path, trials=1, set=TINY + ["training.epochs=100000"], objective=objective)
+    command = [sys.executable, "-m", "aits", "sweep", str(path), "--out", str(tmp_path / "sweep")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    metrics, deadline = tmp_path / "sweep" / "trial-0000" / "metrics.jsonl", time.monotonic() + 60
+    while not (metrics.is_file() and len(metrics.read_text().splitlines()) >= 2):
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.01)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert "the running trial stopped (checkpoint" in err and "re-run the same command to continue the study" in err
+
+    sweep_file(tmp_path, trials=1, set=TINY + ["training.epochs=5"], objective=objective)  # shorter trials from now on
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path / 'sweep' / 'study.db'}")
+    assert [t.state.name for t in study.trials] == ["FAIL", "COMPLETE"]
+    assert len((tmp_path / "sweep" / "trial-0001" / "metrics.jsonl").read_text().splitlines()) == 5

@@ -75,7 +75,11 @@ def simulate_cli(system: SystemOpt = "kepler_binary", param: ParamOpt = None, ch
     setup, info = make_setup(system, params, integrator=integrator, G=G, softening=softening, time=time,
                              periods=periods, seed=seed, device=device or "cpu")
     choices = choose_policies(policy, option, checkpoint)
-    references = [registry.get_registry().get("reference", name) for name in reference or []]
+    plugins = registry.get_registry()
+    if reference and not plugins.names("reference"):
+        raise UserError("--reference: no reference integrator is installed (plugins/aits-rebound provides "
+                        "rebound_ias15: pip install -e plugins/aits-rebound)")
+    references = [plugins.get("reference", name) for name in reference or []]
     err = make_console(stderr=True)
     report = compare(setup, info, choices, target_error=target_error, max_steps=max_steps,
                      progress=lambda message: err.print(f"[dim]{message}[/]"), compiled=compile,
