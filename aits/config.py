@@ -69,8 +69,12 @@ class ModelConfig:
     init_dt_fraction: float = 0.02
     min_dt_fraction: float = 1e-5
     max_dt_fraction: float = 1.0
+    output: str = "bounded"  # bounded: dt = base * tau * k^tanh(net), features clamped; free: dt/tau in [min, max]
+    max_correction: float = 2.5  # k: a bounded policy's dt stays within a factor k of base * tau
 
     def validate(self) -> None:
+        _check(self.output in OUTPUTS, "model.output", f"must be one of {', '.join(OUTPUTS)}")
+        _check(self.max_correction > 1, "model.max_correction", "must be > 1")
         _check(len(self.hidden) >= 1 and all(h >= 1 for h in self.hidden), "model.hidden", "must be a list of sizes >= 1")
         _check(self.activation in ACTIVATIONS, "model.activation", f"must be one of {', '.join(ACTIVATIONS)}")
         _check(0 < self.min_dt_fraction < self.max_dt_fraction, "model.min_dt_fraction",
@@ -80,6 +84,7 @@ class ModelConfig:
 
 
 ACTIVATIONS = ("tanh", "silu", "relu", "gelu")
+OUTPUTS = ("bounded", "free")
 DONE_CRITERIA = ("band", "gate")
 
 
@@ -414,6 +419,15 @@ def load_config(path: Path | None = None, overrides: list[str] | None = None) ->
     config = _build(RunConfig, data, "")
     config.validate()
     return config
+
+
+def saved_config(data: dict) -> dict:
+    """A config saved in a checkpoint, with the keys that older versions did not write set to what
+    those versions did (``model.output: free``), so that an old policy rebuilds as it was trained."""
+    model = data.get("model") if isinstance(data, dict) else None
+    if isinstance(model, dict) and "output" not in model:
+        data = {**data, "model": {**model, "output": "free"}}
+    return data
 
 
 def config_from_dict(data: dict) -> RunConfig:

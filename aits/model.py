@@ -20,14 +20,20 @@ class Tanh(nn.Module):
         return 2 * torch.sigmoid(2 * x) - 1 if torch.compiler.is_compiling() else torch.tanh(x)
 
 
+UNSEEN = torch.finfo(torch.float32).max  # the empty feature range, finite in either dtype
 ACTIVATION = {"tanh": Tanh, "silu": nn.SiLU, "relu": nn.ReLU, "gelu": nn.GELU}
 
 
 class DtNet(nn.Module):
-    """MLP from features to ``log(dt / tau)``, squashed into [log min_dt_fraction, log max_dt_fraction].
+    """MLP from features to ``log(dt / tau)``, with one of two outputs (``model.output``):
 
-    The output layer starts almost flat and its bias is set so that an untrained network predicts
-    ``init_dt_fraction * tau``: sane steps from the first state on.
+    * ``free``: squashed into [log min_dt_fraction, log max_dt_fraction]; the output layer's bias is
+      set so that an untrained network predicts ``init_dt_fraction * tau``.
+    * ``bounded``: ``log(base) + log(k) tanh(mlp)``, with ``base`` one learned fraction (starting at
+      ``init_dt_fraction``, kept in [min, max]) and ``k = max_correction``: whatever the input, dt
+      stays within a factor k of ``base * tau``, the free-fall rule at eta = base.
+
+    Either way the output layer starts almost flat, so that the first steps are sane.
     """
 
     def __init__(self, in_dim: int, config: ModelConfig) -> None:
@@ -40,24 +46,56 @@ class DtNet(nn.Module):
         out = nn.Linear(width, 1)
         nn.init.normal_(out.weight, std=1e-3)
         self.lo, self.hi = math.log(config.min_dt_fraction), math.log(config.max_dt_fraction)
-        start = (math.log(config.init_dt_fraction) - self.lo) / (self.hi - self.lo)
-        nn.init.constant_(out.bias, math.log(start / (1 - start)))
+        self.bounded = config.output == "bounded"
+        if self.bounded:
+            nn.init.zeros_(out.bias)
+            self.log_k = math.log(config.max_correction)
+            self.log_base = nn.Parameter(torch.full((1,), math.log(config.init_dt_fraction)))
+            self.squash = Tanh()
+        else:
+            start = (math.log(config.init_dt_fraction) - self.lo) / (self.hi - self.lo)
+            nn.init.constant_(out.bias, math.log(start / (1 - start)))
         self.body = nn.Sequential(*layers, out)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.lo + (self.hi - self.lo) * torch.sigmoid(self.body(features).squeeze(-1))
+        raw = self.body(features).squeeze(-1)
+        if self.bounded:
+            return self.log_base.clamp(self.lo, self.hi) + self.log_k * self.squash(raw)
+        return self.lo + (self.hi - self.lo) * torch.sigmoid(raw)
 
 
 class Policy(nn.Module):
-    """Features -> network -> dt, for a batch of systems."""
+    """Features -> network -> dt, for a batch of systems.
+
+    A ``bounded`` policy also clamps each feature to the range it saw in training (buffers
+    ``feature_lo``, ``feature_hi``, saved with the weights, widened by :meth:`observe`; no clamping
+    before the first observation), so that on unfamiliar states it answers as at the edge of the
+    familiar ones.
+    """
 
     def __init__(self, adapter: FeatureAdapter, config: ModelConfig) -> None:
         super().__init__()
         self.adapter = adapter
         self.net = DtNet(adapter.dim, config)
+        self.clamps = self.net.bounded
+        if self.clamps:  # lo > hi: nothing seen yet (finite, so that checkpoints hold finite numbers only)
+            self.register_buffer("feature_lo", torch.full((adapter.dim,), UNSEEN))
+            self.register_buffer("feature_hi", torch.full((adapter.dim,), -UNSEEN))
+
+    @torch.no_grad()
+    def observe(self, s: Systems, history: torch.Tensor) -> None:
+        """Widen the feature range to include these training states (a no-op for a free policy)."""
+        if self.clamps and s.batch:
+            features = self.adapter.features(s, history)
+            torch.minimum(self.feature_lo, features.amin(0), out=self.feature_lo)
+            torch.maximum(self.feature_hi, features.amax(0), out=self.feature_hi)
 
     def forward(self, s: Systems, history: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(dt, log(dt / tau))``, each (B,)."""
         features, tau = self.adapter.features_and_timescale(s, history)
+        if self.clamps:
+            seen = self.feature_lo <= self.feature_hi
+            features = torch.where(seen, torch.minimum(torch.maximum(features, self.feature_lo), self.feature_hi),
+                                   features)
         log_ratio = self.net(features)
         return tau * torch.exp(log_ratio), log_ratio

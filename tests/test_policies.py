@@ -200,3 +200,64 @@ def test_learned_without_a_checkpoint_is_a_user_error():
 def test_learned_with_a_missing_checkpoint_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="not found"):
         Learned(value(1.0), Gravity(), LEAPFROG, checkpoint=tmp_path / "nope.pt")
+
+
+def responsive_policy() -> Policy:
+    """An untrained analytic policy whose dt depends strongly on its features (a steep output layer)."""
+    model = untrained_policy("analytic")
+    torch.manual_seed(1)
+    out = model.net.body[-1]
+    torch.nn.init.normal_(out.weight, std=0.5)
+    return model
+
+
+def run_learned(policy: Learned, s, steps: int):
+    policy.reset(s)
+    for _ in range(steps):
+        s = policy.step(s, policy.dt(s))
+    return s
+
+
+def reversed_velocities(s):
+    return type(s)(s.pos, -s.vel, s.mass, s.acc, s.time)
+
+
+@pytest.mark.parametrize(("system", "scale"), [("binary", 10.0), ("figure_eight", 5.0)])
+@torch.no_grad()
+def test_symmetric_learned_step_run_forward_then_backward_returns_to_the_start(system, scale):
+    gravity = Gravity()
+    ics = kepler_binary(G=1.0, rng=None, e=0.7) if system == "binary" else figure_eight(G=1.0, rng=None)
+    start = gravity.initialise(*ics)
+    distance = {}
+    for symmetric in (True, False):
+        policy = Learned(value(scale), gravity, LEAPFROG, model=responsive_policy(), symmetric=symmetric,
+                         iterations=20)
+        there = run_learned(policy, start, 60)
+        back = reversed_velocities(run_learned(policy, reversed_velocities(there), 60))
+        distance[symmetric] = float(torch.maximum((back.pos - start.pos).abs().max(), (back.vel - start.vel).abs().max()))
+        assert float(there.time) > 3.0  # most of an orbit (binary period 4.4, figure-eight 6.3)
+    assert distance[True] < 1e-10  # back to the start to rounding
+    assert distance[False] > 1e-3  # the explicit learned step is not reversible
+
+
+def test_symmetric_learned_step_averages_both_ends_and_counts_its_trial_steps():
+    gravity = Gravity()
+    s = gravity.initialise(*kepler_binary(G=1.0, rng=None, e=0.5))
+    model = responsive_policy()
+    policy = Learned(value(0.5), gravity, LEAPFROG, model=model, symmetric=True, iterations=3)
+    dt = policy.dt(s)
+    start, _ = model(s, model.adapter.empty_history(s))
+    trial = torch.tensor([0.0], dtype=torch.float64)
+    prediction = start
+    for _ in range(3):
+        end, _ = model(LEAPFROG.step(s, prediction * 0.5, gravity), model.adapter.empty_history(s))
+        prediction = 0.5 * (start + end)
+        trial = prediction
+    torch.testing.assert_close(dt, trial * 0.5, rtol=0, atol=0)
+    assert policy.force_evaluations_per_step == 4.0
+    assert Learned(value(0.5), gravity, LEAPFROG, model=model).force_evaluations_per_step == 1.0
+
+
+def test_symmetric_learned_step_refuses_a_policy_with_history():
+    with pytest.raises(UserError, match="without history"):
+        Learned(value(1.0), Gravity(), LEAPFROG, model=untrained_policy("history", history_len=2), symmetric=True)

@@ -224,6 +224,19 @@ def test_learned_policy_from_a_trained_checkpoint_through_simulate(checkpoint):
     comparison = report["comparison"]
     assert comparison["best_baseline"] == "freefall"
     assert comparison["step_ratio"] == pytest.approx(learned["steps"] / by_label["freefall"]["steps"])
+    freefall = by_label["freefall"]
+    for entry in (learned, freefall):  # the wall time at the searched setting is its step count times one step's cost
+        assert entry["step_cost_s"] > 0 and entry["wall_time_s"] >= entry["steps"] * entry["step_cost_s"] * (1 - 1e-9)
+    assert comparison["best_baseline_by_wall_time"] == "freefall"
+    assert comparison["wall_time_ratio"] == pytest.approx(learned["wall_time_s"] / freefall["wall_time_s"])
+
+
+def test_symmetric_learned_policy_through_simulate(checkpoint):
+    result = simulate("-p", "e=0.5", "--periods", "1", "--checkpoint", str(checkpoint), "--policy", "learned=0.5",
+                      "--option", "learned.symmetric=true", "--option", "learned.iterations=3", "--json")
+    assert result.exit_code == 0, result.stderr
+    (learned,) = json.loads(result.stdout)["policies"]
+    assert learned["status"] == "finished" and learned["force_evaluations"] == 4 * learned["steps"]
 
 
 def test_json_report_schema():
@@ -237,7 +250,7 @@ def test_json_report_schema():
     fields = {"label": str, "policy": str, "parameter": str, "value": float, "status": str, "steps": int,
               "force_evaluations": float, "max_rel_energy_error": float, "final_rel_energy_error": float,
               "momentum_drift": float, "angular_momentum_drift": float, "end_time": float, "wall_time_s": float,
-              "wall_time_estimated": bool}
+              "wall_time_estimated": bool, "step_cost_s": float}
     for entry in report["policies"]:
         assert set(fields) <= set(entry)
         for key, kind in fields.items():

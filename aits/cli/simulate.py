@@ -99,6 +99,9 @@ def simulate_cli(system: SystemOpt = "kepler_binary", param: ParamOpt = None, ch
                       f"[bold]{comparison['step_ratio']:.3f}[/] × the steps, "
                       f"{comparison['force_evaluation_ratio']:.3f} × the force evaluations "
                       f"(vs {comparison['best_baseline_by_force_evaluations']}) at max |ΔE/E0| ≤ {target_error:g}")
+        if comparison["wall_time_ratio"] is not None:
+            console.print(f"wall time at that accuracy: {comparison['wall_time_ratio']:.3f} × the fastest baseline "
+                          f"({comparison['best_baseline_by_wall_time']})")
 
 
 def results_table(report):
@@ -110,7 +113,7 @@ def results_table(report):
     target = f", equal accuracy max |ΔE/E0| ≤ {report.target_error:g}" if report.target_error is not None else ""
     table = Table(title=f"{info.generator} (N={info.bodies}, {duration}, {report.integrator}){target}")
     for column in ("policy", "setting", "steps", "force evals", "max |ΔE/E0|", "final |ΔE/E0|", "|ΔP|", "|ΔL|",
-                   "wall s"):
+                   "wall s", "µs/step"):
         table.add_column(column, justify="left" if column in ("policy", "setting") else "right")
     if report.target_error is not None:
         table.add_column("cheaper failing", justify="right")
@@ -122,7 +125,8 @@ def results_table(report):
         status = "" if r.status == "finished" else f" [red]({r.status} at t={r.end_time:.4g})[/]"
         row = [e.label + status, f"{e.spec.parameter}={r.value:.4g}", f"{r.steps:,}", f"{r.force_evaluations:,.0f}",
                f"{r.max_error:.2e}", f"{r.final_error:.2e}", f"{r.momentum_drift:.1e}",
-               f"{r.angular_momentum_drift:.1e}", f"{e.wall_time_s:.2f}{'~' if e.wall_time_estimated else ''}"]
+               f"{r.angular_momentum_drift:.1e}", f"{e.wall_time_s:.2f}{'~' if e.wall_time_estimated else ''}",
+               f"{1e6 * e.step_cost_s:.1f}" if e.step_cost_s is not None else ""]
         if report.target_error is not None:
             failing = (e.search or {}).get("cheaper_failing")
             row.append(f"{failing['value']:.4g} ({failing['steps']:,} steps, {failing['max_rel_energy_error']:.2e})"

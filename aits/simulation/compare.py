@@ -29,6 +29,7 @@ class Entry:
     result: RowResult | None
     wall_time_s: float | None = None
     wall_time_estimated: bool = False
+    step_cost_s: float | None = None  # wall time of one step (compilation excluded)
     search: dict[str, Any] | None = None
     trace: dict[str, torch.Tensor] | None = None
     error: str | None = None
@@ -44,6 +45,7 @@ class Entry:
             "angular_momentum_drift": r.angular_momentum_drift if r else None,
             "end_time": r.end_time if r else None,
             "wall_time_s": self.wall_time_s, "wall_time_estimated": self.wall_time_estimated,
+            "step_cost_s": self.step_cost_s,
             "search": self.search, "error": self.error,
         })
         return finite_json(out)
@@ -81,12 +83,16 @@ class Report:
             return None
         by_steps = min(baselines, key=lambda e: e.result.steps)
         by_evals = min(baselines, key=lambda e: e.result.force_evaluations)
+        timed = [e for e in baselines if e.wall_time_s]
+        by_wall = min(timed, key=lambda e: e.wall_time_s) if timed and learned.wall_time_s else None
         return {
             "learned_steps": learned.result.steps, "best_baseline": by_steps.label,
             "best_baseline_steps": by_steps.result.steps, "step_ratio": learned.result.steps / by_steps.result.steps,
             "learned_force_evaluations": learned.result.force_evaluations,
             "best_baseline_by_force_evaluations": by_evals.label,
             "force_evaluation_ratio": learned.result.force_evaluations / by_evals.result.force_evaluations,
+            "best_baseline_by_wall_time": by_wall.label if by_wall else None,
+            "wall_time_ratio": learned.wall_time_s / by_wall.wall_time_s if by_wall else None,
         }
 
     def to_json(self) -> dict[str, Any]:
@@ -113,20 +119,25 @@ def run_at(setup: Setup, spec: PolicySpec, value: float, max_steps: int, label: 
     """One solo run at ``value``, with its trace and measured wall time."""
     out = integrate(setup, spec, torch.tensor([value], dtype=torch.float64), max_steps=max_steps, record=True,
                     compiled=compiled)
-    return Entry(label or spec.name, spec, out.rows[0], out.wall_time_s, trace=out.trace.row(0))
+    cost = (out.wall_time_s - out.compile_time_s) / max(out.rows[0].steps, 1)
+    return Entry(label or spec.name, spec, out.rows[0], out.wall_time_s, step_cost_s=cost, trace=out.trace.row(0))
 
 
 def run_searched(setup: Setup, spec: PolicySpec, target: float, guess: float | None, max_steps: int,
-                 order: int, compiled: bool | None = None) -> Entry:
-    """The cheapest setting that meets ``target``; its solo wall time is measured on up to
-    ``TIMING_STEPS`` steps and scaled to its step count (compilation counted once)."""
+                 order: int, compiled: bool | None = None, grid: int = 48,
+                 timing_compiled: bool | None = None) -> Entry:
+    """The cheapest setting that meets ``target`` (``grid`` candidates per factor 2); its solo wall
+    time is measured on up to ``TIMING_STEPS`` steps and scaled to its step count (compilation
+    counted once), compiled as ``timing_compiled`` says (default: as ``compiled``)."""
     try:
-        found = search(setup, spec, target, order=order, guess=guess, max_steps=max_steps, compiled=compiled)
+        found = search(setup, spec, target, order=order, guess=guess, max_steps=max_steps, grid=grid,
+                       compiled=compiled)
     except SearchFailed as exc:
         return Entry(spec.name, spec, None, error=str(exc))
     best = found.best
     timing = integrate(setup, spec, torch.tensor([best.value], dtype=torch.float64),
-                       max_steps=min(best.steps, TIMING_STEPS), compiled=compiled)
+                       max_steps=min(best.steps, TIMING_STEPS),
+                       compiled=compiled if timing_compiled is None else timing_compiled)
     stepping = timing.wall_time_s - timing.compile_time_s
     failing = found.failing
     info = {
@@ -135,8 +146,9 @@ def run_searched(setup: Setup, spec: PolicySpec, target: float, guess: float | N
         "cheaper_failing": None if failing is None else
         {"value": failing.value, "steps": failing.steps, "max_rel_energy_error": failing.max_error},
     }
-    return Entry(spec.name, spec, best, timing.compile_time_s + stepping * best.steps / max(timing.iterations, 1),
-                 best.steps > TIMING_STEPS, info, found.trace)
+    cost = stepping / max(timing.iterations, 1)
+    return Entry(spec.name, spec, best, timing.compile_time_s + cost * best.steps, best.steps > TIMING_STEPS, cost,
+                 info, found.trace)
 
 
 def compare(setup: Setup, info: SystemInfo, choices: list[PolicyChoice], *, target_error: float | None = None,

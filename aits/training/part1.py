@@ -80,6 +80,7 @@ def collect(t: Trainer) -> dict:
             ok = a & t.stepper.passes_gate(r)
             n_ok = int(ok.sum())
             if n_ok:
+                t.policy.observe(p.systems.index(ok), p.history[ok])  # the feature range a bounded policy clamps to
                 recorded += p.accept(ok, r, t.adapter)
                 accepted_err[i].append(r.rel_dE[ok].detach())
                 accepted_ratio[i].append(r.log_ratio[ok].detach())

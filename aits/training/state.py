@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from aits import checkpoint
-from aits.config import RunConfig, apply_overrides, config_from_dict
+from aits.config import RunConfig, apply_overrides, config_from_dict, saved_config
 from aits.errors import UserError, clip
 from aits.model import Policy
 from aits.physics import Gravity
@@ -81,7 +81,7 @@ def read_checkpoint(path: Path) -> tuple[RunConfig, dict]:
     if not isinstance(saved, dict):
         raise UserError(f"{path}: checkpoint has no config")
     try:
-        return config_from_dict(saved), data
+        return config_from_dict(saved_config(saved)), data
     except UserError as exc:
         raise UserError(f"{path}: {exc}") from None
 
