@@ -10,7 +10,7 @@ import torch
 
 from aits.builtin.features import Analytic, History, closest_pair_features
 from aits.interfaces import push_history
-from aits.physics import Gravity, Systems, initial, kepler
+from aits.physics import Gravity, Systems, blocks, initial, kepler
 
 F64 = torch.float64
 GRAVITY = Gravity()
@@ -141,3 +141,10 @@ def test_push_history_without_a_window_keeps_nothing() -> None:
 def test_history_needs_a_window() -> None:
     with pytest.raises(ValueError, match="history_len >= 1"):
         History(GRAVITY, history_len=0)
+
+
+def test_closest_pair_search_in_blocks_of_systems_equals_one_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    s = GRAVITY.initialise(*initial.cluster(G=1.0, rng=rng(), count=30, n=5))
+    whole = closest_pair_features(s, GRAVITY)
+    monkeypatch.setattr(blocks, "BLOCK_PAIRS", 4 * 25)  # blocks of 4 systems, the last one of 2
+    assert all(torch.equal(a, b) for a, b in zip(whole, closest_pair_features(s, GRAVITY)))

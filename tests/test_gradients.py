@@ -14,7 +14,7 @@ import torch
 
 from aits.builtin.integrators import Leapfrog
 from aits.interfaces import Integrator
-from aits.physics import Gravity, Systems, kdk
+from aits.physics import Gravity, Systems, blocks
 from aits.physics.initial import cluster, kepler_binary
 from aits.training.build import build_trainer
 from aits.training.trainer import Trainer
@@ -106,7 +106,7 @@ def test_blocks_of_systems_give_the_numbers_of_one_pass(monkeypatch: pytest.Monk
     s = systems(gravity, 6, count=40)
     dt = freefall(s, gravity, 0.05)
     whole = [gradient(Leapfrog(), s, dt, gravity, closed=True), *Leapfrog().step_with_energy(s, dt, gravity)[0].tensors()]
-    monkeypatch.setattr(kdk, "BLOCK_PAIRS", 7 * 36)  # blocks of 7 systems, the last one of 5
+    monkeypatch.setattr(blocks, "BLOCK_PAIRS", 7 * 36)  # blocks of 7 systems, the last one of 5
     blocked = [gradient(Leapfrog(), s, dt, gravity, closed=True), *Leapfrog().step_with_energy(s, dt, gravity)[0].tensors()]
     assert all(torch.equal(a, b) for a, b in zip(whole, blocked))
 

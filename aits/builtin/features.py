@@ -12,6 +12,7 @@ import torch
 from aits.hookspecs import hookimpl
 from aits.interfaces import FeatureAdapter
 from aits.physics import Gravity, Systems
+from aits.physics.blocks import in_blocks
 from aits.physics.gravity import pair_freefall_time, pair_masks, pow_three_halves
 from aits.registry import Registrar
 
@@ -60,10 +61,14 @@ def _closest_pair(s: Systems, gravity: Gravity) -> tuple[torch.Tensor, torch.Ten
     """The second shortest pair free-fall time (B,), and the pair (i, j) with the shortest."""
     n = s.bodies
     _, upper = pair_masks(n, s.pos.device)
-    tau = gravity.pair_timescales(s.pos, s.mass).masked_fill(~upper, float("inf"))
-    two = tau.flatten(1).topk(2, dim=1, largest=False)
-    idx = two.indices[:, 0]
-    return two.values[:, 1], idx // n, idx % n
+
+    def two_shortest(pos: torch.Tensor, mass: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        tau = gravity.pair_timescales(pos, mass).masked_fill(~upper, float("inf"))
+        return tau.flatten(1).topk(2, dim=1, largest=False)
+
+    values, indices = in_blocks(two_shortest, s.pos, s.mass)
+    idx = indices[:, 0]
+    return values[:, 1], idx // n, idx % n
 
 
 class Analytic(FeatureAdapter):

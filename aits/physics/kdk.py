@@ -14,15 +14,13 @@ whose backward is this closed form: only (B, N, D) tensors are kept.
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 
+from aits.physics.blocks import in_blocks
 from aits.physics.gravity import Gravity, kinetic_energy
 from aits.physics.state import Systems
-
-# Eagerly on a CPU the pass over the pairs runs in blocks of systems with at most this many pairs, so
-# that its (B, N, N, D) intermediates stay in the cache and the peak memory stays small (the systems
-# are independent: the same numbers as one pass). Compiled, the pass is one fused loop anyway.
-BLOCK_PAIRS = 1 << 16
 
 
 def kick_drift(pos: torch.Tensor, vel: torch.Tensor, acc: torch.Tensor,
@@ -72,13 +70,7 @@ class _StepEnergy(torch.autograd.Function):
     @staticmethod
     def forward(dt: torch.Tensor, pos: torch.Tensor, vel: torch.Tensor, mass: torch.Tensor, acc: torch.Tensor,
                 gravity: Gravity) -> tuple[torch.Tensor, ...]:
-        size = max(1, BLOCK_PAIRS // pos.shape[1] ** 2)
-        if torch.compiler.is_compiling() or pos.device.type != "cpu" or pos.shape[0] <= size:
-            return step_energy_and_derivatives(pos, vel, mass, acc, dt, gravity)
-        blocks = [step_energy_and_derivatives(pos[i : i + size], vel[i : i + size], mass[i : i + size],
-                                              acc[i : i + size], dt[i : i + size], gravity)
-                  for i in range(0, pos.shape[0], size)]
-        return tuple(torch.cat(parts) for parts in zip(*blocks))
+        return in_blocks(partial(step_energy_and_derivatives, gravity=gravity), pos, vel, mass, acc, dt)
 
     @staticmethod
     def setup_context(ctx, inputs: tuple, output: tuple) -> None:

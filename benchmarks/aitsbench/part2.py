@@ -48,13 +48,27 @@ def generalize_cell(args: Namespace, clock: Clock, hidden: list[int], n: int, m:
                     integrator: Integrator | None = None) -> dict:
     """Part 2 at minibatch ``m`` on a fresh trainer (``compiled``: config key compile on, the first
     call timed apart as ``compile_s``; ``integrator``: instead of the configured one)."""
+    work, compile_s = generalize_work(args, hidden, n, m, compiled, integrator)
+    return {**measure(clock, work, args.min_time, args.warmup), "compile_s": compile_s}
+
+
+def generalize_work(args: Namespace, hidden: list[int], n: int, m: int, compiled: bool = False,
+                    integrator: Integrator | None = None) -> tuple[Work, float]:
+    """The work of :func:`generalize_cell`, compiled (when it is) and calibrated; and the first call's seconds."""
     config = build_config(args, hidden, n, 1, replay_capacity=m, replay_batch_size=m, **NEVER)
     tr = filled_trainer(dataclasses.replace(config, compile=compiled), n, m, integrator)
-    return timed_generalize(args, clock, tr, m)
+    return calibrated(tr, m)
 
 
 def timed_generalize(args: Namespace, clock: Clock, tr: Trainer, m: int) -> dict:
     """``Trainer.generalize()`` at minibatch ``m``, its first call (compiling, if it does) apart."""
+    work, compile_s = calibrated(tr, m)
+    return {**measure(clock, work, args.min_time, args.warmup), "compile_s": compile_s}
+
+
+def calibrated(tr: Trainer, m: int) -> tuple[Work, float]:
+    """``Trainer.generalize()`` at minibatch ``m`` in calls of about ``CALL_S``, and the seconds of
+    its first call (compilation, with the config key compile; 0 eagerly)."""
     tr.config = with_training(tr.config, replay_batch_size=m, max_generalize_iters=1)
     generalize = generalize_fn(tr, m)
     first = first_call(generalize)
@@ -62,7 +76,7 @@ def timed_generalize(args: Namespace, clock: Clock, tr: Trainer, m: int) -> dict
     generalize()
     per_iter = time.perf_counter() - t0
     tr.config = with_training(tr.config, max_generalize_iters=max(1, min(50, int(CALL_S / max(per_iter, 1e-6)))))
-    return {**measure(clock, generalize, args.min_time, args.warmup), "compile_s": first if tr.config.compile else 0.0}
+    return generalize, first if tr.config.compile else 0.0
 
 
 def generalize_fn(tr: Trainer, m: int) -> Work:

@@ -18,7 +18,7 @@ from aits.training.build import build_trainer
 from aits.training.trainer import Trainer
 
 from .builders import build_config, make_batch
-from .measure import Clock, first_call, measure
+from .measure import Clock, Work, first_call, measure
 from .results import Results
 
 CALL_S = 0.2  # aim for integrate() calls of about this long
@@ -39,6 +39,13 @@ def cells(args: Namespace, clock: Clock, res: Results, hidden: list[int], n: int
 
 def step_cell(args: Namespace, clock: Clock, tr: Trainer, n: int, batch: int, policy: str) -> dict:
     """Steps of ``batch`` systems of ``n`` bodies with ``policy`` (learned: the trainer's network)."""
+    work, info = step_work(args, tr, n, batch, policy)
+    return {**measure(clock, work, args.min_time, min(args.warmup, 1)), **info}
+
+
+def step_work(args: Namespace, tr: Trainer, n: int, batch: int, policy: str) -> tuple[Work, dict]:
+    """The work of :func:`step_cell`, compiled (with ``--sim-compile on``) and calibrated to calls of
+    about ``CALL_S``; and what to record with it (compile_s, engine)."""
     tr.policy.eval()
     s = make_batch(tr, n, batch)
     far = torch.full((batch,), 1e300, dtype=s.time.dtype, device=s.time.device)  # never arrives
@@ -65,5 +72,5 @@ def step_cell(args: Namespace, clock: Clock, tr: Trainer, n: int, batch: int, po
     per_step = first_call(run) / plan["steps"]
     steps = max(CHUNK if compiled else 1, min(51200, round(CALL_S / max(per_step, 1e-7))))
     plan["steps"] = steps if steps < CHECK_EVERY else CHECK_EVERY * round(steps / CHECK_EVERY)
-    return {**measure(clock, run, args.min_time, min(args.warmup, 1)), "compile_s": compile_s,
-            "engine": f"integrate, {policy}, " + (f"compiled ({CHUNK} steps per call)" if compiled else "eager")}
+    return run, {"compile_s": compile_s,
+                 "engine": f"integrate, {policy}, " + (f"compiled ({CHUNK} steps per call)" if compiled else "eager")}
