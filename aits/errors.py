@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import difflib
 import errno
+import re
 import reprlib
 
 
@@ -67,7 +68,9 @@ def classify(exc: BaseException) -> tuple[str, int] | None:
         cause = exc.strerror or clip(str(exc)) or type(exc).__name__
         return f"{where}{cause}", 2 if exc.errno in INPUT_ERRNOS else 1
     if isinstance(exc, MemoryError) or _out_of_memory(exc):
-        return f"out of memory ({type(exc).__name__}: {clip(str(exc))})", 1
+        tried = re.search(r"tried to allocate ([\d.]+ ?[KMGT]?i?B\b|\d+ bytes)", str(exc), re.IGNORECASE)
+        return f"out of memory ({type(exc).__name__}" + (f": tried to allocate {tried[1]})" if tried else
+                                                        f": {clip(str(exc))})" if str(exc) else ")"), 1
     if isinstance(exc, RecursionError):
         return "the input is nested too deeply to process (RecursionError)", 2
     if isinstance(exc, OverflowError):

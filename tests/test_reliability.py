@@ -81,8 +81,9 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (PermissionError(errno.EACCES, "Permission denied", "out"), 1, "out: Permission denied"),
     (OSError(errno.ENAMETOOLONG, "File name too long", "a" * 300), 2, "File name too long"),
     (MemoryError(), 1, "out of memory"),
-    (RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 8000000000000 bytes"), 1,
-     "out of memory"),
+    (RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: you tried "
+                  "to allocate 8000000000000 bytes. Error code 12 (Cannot allocate memory)"), 1,
+     "out of memory (RuntimeError: tried to allocate 8000000000000 bytes)"),
     (RecursionError("maximum recursion depth exceeded"), 2, "nested too deeply"),
     (OverflowError("int too large to convert"), 2, "int too large to convert"),
 ])
@@ -428,3 +429,47 @@ def test_probing_the_smallest_step_changes_nothing_in_a_run_that_can_pass(tmp_pa
         for name, value in plain[key].items():
             assert (torch.equal(value, probed[key][name]) if isinstance(value, torch.Tensor)
                     else value == probed[key][name]), (key, name)
+
+
+# --------------------------------------------------------------------------- resources checked before allocating
+
+
+@pytest.mark.parametrize(("setting", "needles"), [
+    (f"training.replay_capacity={10**12}", ["most of it for the replay buffer (",
+                                             "set by training.replay_capacity=1000000000000"]),
+    ("model.hidden=[1000000, 1000000]", ["most of it for the policy network and optimizer (",
+                                         "set by model.hidden=[1000000, 1000000]"]),
+    (f"system.params.count={10**8}", ["most of it for the training systems (", "set by system.params.count=100000000"]),
+])
+def test_a_run_too_big_for_the_machine_is_refused_with_the_figure(cwd: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                  setting: str, needles: list[str]) -> None:
+    from aits import resources
+
+    monkeypatch.setattr(resources, "available_memory", lambda device: 16 * 10**9)  # the same figure on any machine
+    line = assert_one_line_error(invoke("train", "--set", setting, "--out", "run"), *needles, code=2)
+    assert "more than the 16 GB available on cpu" in line
+    assert not (cwd / "run").exists()
+
+
+def test_too_many_threads_are_refused_in_one_line(tmp_path: Path) -> None:
+    code, err = finish(aits("train", "--set", "threads=100000", "--out", "run", cwd=tmp_path))  # was a segfault
+    assert code == 2 and len(error_lines(err)) == 1, (code, err)
+    assert error_lines(err)[0].startswith("error: config key threads=100000 is more than the ")
+    assert error_lines(err)[0].endswith(" CPU(s) available to this process (0 = torch's default)")
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_default_run_and_a_large_cluster_fit_a_small_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    from aits import registry, resources
+    from aits.config import load_config
+    from aits.physics import Gravity
+    from aits.training.build import build_adapter
+
+    for sets in ([], ["system.generator=cluster", "system.params={count: 512, n: 64}"]):
+        config = load_config(None, sets)
+        generators = [registry.get_registry().get("initial_conditions", k.generator) for k in config.population_configs()]
+        parts = resources.estimate(config, build_adapter(config, Gravity(1.0, 0.0)), generators, 8)
+        assert {"replay buffer", "training systems", "policy network and optimizer"} <= {p.what for p in parts}
+        assert sum(p.bytes for p in parts) < 10**9  # the estimate is no obstacle to ordinary runs
+    available = resources.available_memory(torch.device("cpu"))
+    assert available is not None and 0 < available <= os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import torch
 
-from aits import registry
+from aits import registry, resources
 from aits.config import RunConfig
+from aits.interfaces import FeatureAdapter
 from aits.model import Policy
 from aits.physics import Gravity
 from aits.runtime import resolve_device, resolve_dtype, seed_everything
@@ -18,11 +19,15 @@ from aits.training.strategy import Strategy
 from aits.training.trainer import Reporter, Trainer
 
 
-def build_policy(config: RunConfig, gravity: Gravity) -> Policy:
-    """The untrained policy network of ``config`` (its feature adapter from the registry), float64 on
-    the CPU."""
-    adapter = registry.get_registry().get("features", config.features.adapter)(gravity, history_len=config.features.history_len)
-    return Policy(adapter, config.model)
+def build_adapter(config: RunConfig, gravity: Gravity) -> FeatureAdapter:
+    """The feature adapter of ``config``, from the registry."""
+    return registry.get_registry().get("features", config.features.adapter)(gravity, history_len=config.features.history_len)
+
+
+def build_policy(config: RunConfig, gravity: Gravity, adapter: FeatureAdapter | None = None) -> Policy:
+    """The untrained policy network of ``config`` (on ``adapter``, default :func:`build_adapter`),
+    float64 on the CPU."""
+    return Policy(adapter or build_adapter(config, gravity), config.model)
 
 
 def build_trainer(config: RunConfig, reporter: Reporter | None = None, strategy: Strategy | None = None) -> Trainer:
@@ -30,6 +35,7 @@ def build_trainer(config: RunConfig, reporter: Reporter | None = None, strategy:
     any file is written), the policy, optimizer and each population's systems built; the replay
     capacity is shared among the populations in proportion to their numbers of systems."""
     device, dtype = resolve_device(config.device), resolve_dtype(config.dtype)
+    resources.check_threads(config.threads)
     if device.type == "cpu" and config.threads > 0:
         torch.set_num_threads(config.threads)
     rng = seed_everything(config.seed)
@@ -37,12 +43,15 @@ def build_trainer(config: RunConfig, reporter: Reporter | None = None, strategy:
     gravity = Gravity(config.physics.G, config.physics.softening)
     integrator = plugins.get("integrator", config.integrator)
     loss_fn = plugins.get("loss", config.training.loss)
-    policy = build_policy(config, gravity).to(device, dtype)
-    optimizer = ClippedAdam(policy.parameters(), config.training.learning_rate, config.training.grad_clip)
     kinds = config.population_configs()
-    systems = [make_systems(plugins.get("initial_conditions", kind.generator), kind.params, gravity, rng, dtype, device,
+    generators = [plugins.get("initial_conditions", kind.generator) for kind in kinds]
+    adapter = build_adapter(config, gravity)
+    resources.check_memory(config, adapter, generators, device, dtype)  # before anything large is allocated
+    policy = build_policy(config, gravity, adapter).to(device, dtype)
+    optimizer = ClippedAdam(policy.parameters(), config.training.learning_rate, config.training.grad_clip)
+    systems = [make_systems(generator, kind.params, gravity, rng, dtype, device,
                             "system.params" if not config.populations else f"populations[{i}].params")
-               for i, kind in enumerate(kinds)]
+               for i, (kind, generator) in enumerate(zip(kinds, generators))]
     capacities = split(config.training.replay_capacity, [s.batch for s in systems])
     populations = [Population(kind.label, s, gravity, policy.adapter, capacity)
                    for kind, s, capacity in zip(kinds, systems, capacities)]
