@@ -95,7 +95,8 @@ def collect(t: Trainer) -> dict:
         retrain += 1
         t.reporter.part1_progress(target - sum(int(left.sum()) for left in remaining), target, retrain)
         refuse_hopeless(t, retries)
-        if cfg.max_retrain_steps and max(int(n.max()) for n in retries) >= cfg.max_retrain_steps:
+        capped = bool(cfg.max_retrain_steps) and max(int(n.max()) for n in retries) >= cfg.max_retrain_steps
+        if t.strategy.reduce_boolean_decision(capped, all=False):
             raise RetrainCapHit(
                 f"Part 1 retrained {cfg.max_retrain_steps} times on one state without an accepted step "
                 f"(training.max_retrain_steps); the policy cannot reach energy_threshold={cfg.energy_threshold:g}"
