@@ -114,6 +114,7 @@ def test_a_hopeless_trial_is_pruned_and_keeps_a_run_directory(tmp_path):
     ({"space": {"training.learning_rate": {"low": 1e-2, "high": 1e-3}}}, "space.training.learning_rate: need low < high"),
     ({"objective": {"kind": "metric"}}, "objective kind metric needs metric"),
     ({"trails": 3}, "unknown key(s) trails in the sweep file"),
+    ({"study": "../elsewhere"}, "study must be a name of letters, digits"),
 ])
 def test_bad_sweep_files_are_one_line(tmp_path, change, message):
     result = invoke("sweep", sweep_file(tmp_path, **change), "--out", tmp_path / "sweep")

@@ -92,11 +92,14 @@ def sweep_cli(space: Annotated[Path, typer.Argument(metavar="SWEEP.yaml", help="
     from dataclasses import replace
 
     from aits.cli.progress import make_console
-    from aits.sweep.spec import load_spec
+    from aits.errors import UserError
+    from aits.sweep.spec import STUDY_NAME, load_spec
     from aits.sweep.study import import_optuna, run_sweep
     from aits.training.run import Interrupted
 
     spec = load_spec(space)
+    if study is not None and not STUDY_NAME.fullmatch(study):
+        raise UserError(f"--study must be a name of letters, digits, '.', '_' and '-', got {study!r}")
     spec = replace(spec, trials=trials or spec.trials, study=study or spec.study)
     import_optuna()
     sweep_dir = out or Path("runs") / f"sweep-{spec.study}"

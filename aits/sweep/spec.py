@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ OBJECTIVE_KEYS = {"kind", "target_error", "every", "problems", "metric", "direct
 PROBLEM_KEYS = {"system", "params", "seed", "periods", "time", "skip"}
 PARAM_KEYS = {"low", "high", "log", "step", "choices"}
 PRUNERS = ("median", "none")
+STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 PRUNER_KEYS = {"kind", "startup_trials", "warmup_epochs"}
 DEFAULT_PROBLEMS = {  # small and quick: two binaries, 3 orbits each (fixed dt is never best on e = 0.9)
     "kepler_e0.5": {"system": "kepler_binary", "params": {"e": 0.5}, "periods": 3},
@@ -213,8 +215,11 @@ def load_spec(path: Path) -> SweepSpec:
     if not isinstance(sets, list) or not all(isinstance(s, str) for s in sets):
         raise _fail(path, "set must be a list of section.key=value strings")
     pruner = _pruner(path, data.get("pruner", "median"))
-    config = data.get("config")
-    spec = SweepSpec(str(data.get("study", path.stem)), trials, seed,
+    config, study = data.get("config"), str(data.get("study", path.stem))
+    if not STUDY_NAME.fullmatch(study):
+        raise _fail(path, f"study must be a name of letters, digits, '.', '_' and '-' (it names the sweep "
+                          f"directory), got {study!r}")
+    spec = SweepSpec(study, trials, seed,
                      None if config is None else (path.parent / str(config)), sets, _objective(path, data.get("objective")),
                      pruner, params)
     for param in params:
