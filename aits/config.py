@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import typing
+import warnings
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -85,7 +86,7 @@ class ModelConfig:
 
 ACTIVATIONS = ("tanh", "silu", "relu", "gelu")
 OUTPUTS = ("bounded", "free")
-DONE_CRITERIA = ("band", "gate")
+DONE_CRITERIA = ("floor_and_gate", "gate")
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,7 @@ class TrainingConfig:
     replay_batch_size: int = 512
     max_generalize_iters: int = 20
     max_chunk_pairs: int = 1_048_576
-    done_criterion: str = "band"
+    done_criterion: str = "floor_and_gate"
     grad_clip: float = 1.0
     nonfinite_penalty: float = 100.0
     checkpoint_every: int = 10
@@ -400,6 +401,24 @@ def _set_path(data: dict, path: list[str], value: Any, depth: int = 0) -> dict:
     return out
 
 
+# Values renamed because they misled; the old one is still read, with a one-line warning.
+RENAMED_VALUES = {"training.done_criterion": {"band": "floor_and_gate"}}  # key -> {old: new}
+
+
+def _renamed(data: dict) -> dict:
+    """``data`` with every deprecated value of :data:`RENAMED_VALUES` replaced by its new name."""
+    for key, renames in RENAMED_VALUES.items():
+        path = key.split(".")
+        value: Any = data
+        for part in path:
+            value = value.get(part) if isinstance(value, dict) else None
+        if isinstance(value, str) and value in renames:
+            warnings.warn(f"config key {key}: {value!r} is deprecated, use {renames[value]!r} (the same meaning)",
+                          FutureWarning, stacklevel=3)
+            data = _set_path(data, path, renames[value])
+    return data
+
+
 def default_config_path() -> Path:
     """The ``aits.yaml`` embedded in the package (the same file as at the repository root)."""
     return Path(str(resources.files("aits") / "aits.yaml"))
@@ -413,7 +432,7 @@ def load_config(path: Path | None = None, overrides: list[str] | None = None) ->
             _build(RunConfig, data, "")
         except UserError as exc:
             raise UserError(f"{path}: {exc}") from None
-    data = apply_overrides(data, overrides or [])
+    data = _renamed(apply_overrides(data, overrides or []))
     if path is None and data.get("populations") and not any(parse_override(o)[0][0] == "system" for o in overrides or []):
         data = {key: value for key, value in data.items() if key != "system"}  # the embedded default's system
     config = _build(RunConfig, data, "")
@@ -432,7 +451,7 @@ def saved_config(data: dict) -> dict:
 
 def config_from_dict(data: dict) -> RunConfig:
     """Rebuild a validated config from its ``to_dict()`` form (e.g. from a checkpoint)."""
-    config = _build(RunConfig, data, "")
+    config = _build(RunConfig, _renamed(data), "")
     config.validate()
     return config
 

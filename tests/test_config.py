@@ -117,7 +117,7 @@ def test_set_does_not_modify_its_input() -> None:
         ("training.energy_threshold=0", r"training\.energy_threshold must be > 0"),
         ("training.E_lower=1e-3", r"training\.E_lower must satisfy 0 < E_lower < E_upper"),
         ("training.max_retrain_steps=-1", r"training\.max_retrain_steps must be >= 0"),
-        ("training.done_criterion=never", r"training\.done_criterion must be one of band, gate"),
+        ("training.done_criterion=never", r"training\.done_criterion must be one of floor_and_gate, gate"),
         ("model.activation=sigmoid", r"model\.activation must be one of tanh"),
         ("model.hidden=[]", r"model\.hidden must be a list of sizes >= 1"),
         ("model.init_dt_fraction=2", r"model\.init_dt_fraction must lie strictly between"),
@@ -191,6 +191,23 @@ def test_checkpoint_configs_are_validated_like_files() -> None:
     data["training"]["epochs"] = 0
     with pytest.raises(UserError, match=r"training\.epochs must be >= 1"):
         config_from_dict(data)
+
+
+def test_the_old_done_criterion_band_is_read_as_floor_and_gate_with_one_warning(tmp_path: Path) -> None:
+    old = r"^config key training\.done_criterion: 'band' is deprecated, use 'floor_and_gate' \(the same meaning\)$"
+    with pytest.warns(FutureWarning, match=old) as caught:
+        via_set = load_config(None, ["training.done_criterion=band"])
+    assert len(caught) == 1 and via_set == load_config()  # the default is floor_and_gate
+    file = tmp_path / "old.yaml"
+    file.write_text("training:\n  done_criterion: band\n")
+    with pytest.warns(FutureWarning, match=old) as caught:
+        assert load_config(file).training.done_criterion == "floor_and_gate"
+    assert len(caught) == 1  # the file is read twice (its own errors, then with overrides), warned about once
+    saved = RunConfig().to_dict()  # a checkpoint written before the rename
+    saved["training"]["done_criterion"] = "band"
+    with pytest.warns(FutureWarning, match=old):
+        assert config_from_dict(saved) == RunConfig()
+    assert saved["training"]["done_criterion"] == "band"  # the caller's dict is left alone
 
 
 def test_yaml_numbers_without_a_dot_are_floats() -> None:

@@ -94,4 +94,4 @@ class Stepper:
     def done(self, r: StepResult) -> tuple[torch.Tensor, torch.Tensor]:
         """Part 2's verdict per sample: (done, within the gate)."""
         gate = self.passes_gate(r)
-        return (gate & (r.rel_dE >= self.training.E_lower) if self.training.done_criterion == "band" else gate), gate
+        return (gate & (r.rel_dE >= self.training.E_lower) if self.training.done_criterion == "floor_and_gate" else gate), gate
