@@ -62,10 +62,11 @@ def test_part2_uses_each_samples_own_history_window():
     trainer.collect()
     trainer.population.history.fill_(float("nan"))  # the live history must play no part in Part 2
     seen = []
-    features = trainer.adapter.features
-    trainer.adapter.features = lambda s, history: seen.append(history.clone()) or features(s, history)
+    read = trainer.adapter.features_and_timescale  # what the policy calls for its input
+    trainer.adapter.features_and_timescale = lambda s, history: seen.append(history.clone()) or read(s, history)
     trainer.generalize()
     stored = trainer.population.buffer.data["history"][: trainer.population.buffer.size].flatten(1)
+    assert seen and all(batch.shape[1:] == (2, trainer.adapter.memory_dim) for batch in seen)
     for batch in seen:
         assert torch.isfinite(batch).all()
         assert (torch.cdist(batch.flatten(1), stored).min(1).values == 0).all()
@@ -80,8 +81,7 @@ def test_replay_buffer_keeps_the_newest_samples_up_to_its_capacity():
                    torch.arange(start, start + 5, dtype=torch.float64))
     assert buffer.size == 10
     assert sorted(buffer.data["dt"].tolist()) == list(range(15, 25))
-    sample, _, _ = buffer.sample(100, torch.Generator().manual_seed(0))
-    assert sample.batch == 10  # without replacement: never more than it holds
+    assert len(buffer.indices(100, torch.Generator().manual_seed(0)).unique()) == 10  # never more than it holds
 
 
 def test_padded_samples_have_a_fixed_count_with_the_distinct_samples_first():
@@ -89,8 +89,8 @@ def test_padded_samples_have_a_fixed_count_with_the_distinct_samples_first():
     s = build_trainer(small_config()).population.systems.index(slice(0, 3))
     buffer.add(s, torch.arange(3, dtype=torch.float64), torch.zeros(3, 0, 0, dtype=torch.float64),
                torch.zeros(3, dtype=torch.float64))
-    plain, energy, _ = buffer.sample(8, torch.Generator().manual_seed(0))
-    padded, padded_energy, _ = buffer.sample(8, torch.Generator().manual_seed(0), pad=True)
+    plain, energy, _ = buffer.gather(buffer.indices(8, torch.Generator().manual_seed(0)))
+    padded, padded_energy, _ = buffer.gather(buffer.indices(8, torch.Generator().manual_seed(0), pad=True))
     assert plain.batch == 3 and padded.batch == 8
     assert torch.equal(padded_energy[:3], energy)  # the same draw, then repeats of it
     assert sorted(padded_energy[:3].tolist()) == [0, 1, 2] and set(padded_energy.tolist()) == {0, 1, 2}

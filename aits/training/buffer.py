@@ -52,11 +52,6 @@ class ReplayBuffer:
             idx = idx.repeat(-(-count // idx.numel()))[:count]
         return idx.to(self.data["pos"].device)
 
-    def sample(self, count: int, generator: torch.Generator,
-               pad: bool = False) -> tuple[Systems, torch.Tensor, torch.Tensor]:
-        """The samples of :meth:`indices`: (states, their energies, their history windows)."""
-        return self.gather(self.indices(count, generator, pad))
-
     def gather(self, idx: torch.Tensor) -> tuple[Systems, torch.Tensor, torch.Tensor]:
         """The samples in slots ``idx``: (states, their energies, their history windows)."""
         d = {name: self.data[name][idx] for name in ("pos", "vel", "mass", "acc", "energy", "history")}

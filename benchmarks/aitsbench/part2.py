@@ -101,7 +101,7 @@ def reference_loop(args: Namespace, clock: Clock, tr: Trainer, mode: str) -> dic
     chunk = args.ref_chunk
 
     def one_chunk() -> int:
-        s, energy, history = tr.population.buffer.sample(chunk, tr.rng)
+        s, energy, history = tr.population.buffer.gather(tr.population.buffer.indices(chunk, tr.rng))
         k = s.batch
         if mode == "step":
             for i in range(k):
