@@ -12,11 +12,6 @@ from aits.config import read_yaml
 from aits.errors import UserError
 
 
-def describe(path: Path) -> dict:
-    """A JSON-able summary of an aits file or run directory."""
-    return inspect(path)[0]
-
-
 def inspect(path: Path) -> tuple[dict, list[dict]]:
     """The summary of an aits file or run directory and its per-epoch metrics (none for a data set)."""
     if path.is_dir():
