@@ -29,7 +29,7 @@ TINY = ["system.params.count=4", "training.max_generalize_iters=3", "training.re
 def sweep_file(tmp_path: Path, **changes) -> Path:
     data = {
         "study": "tiny", "trials": 2, "set": TINY + ["training.epochs=2"],
-        "objective": {"kind": "step_ratio", "target_error": 1.0e-3,
+        "objective": {"kind": "step_ratio", "target_error": 1.0e-3, "every": 1,
                       "problems": {"e0.5": {"system": "kepler_binary", "params": {"e": 0.5}, "periods": 1}}},
         "space": {"training.learning_rate": {"low": 1.0e-3, "high": 1.0e-2, "log": True},
                   "model.activation": {"choices": ["tanh", "silu"]}, "model.hidden": {"choices": [[16], [32, 32]]}},
@@ -77,6 +77,8 @@ def test_sweep_on_sqlite_resumes_and_its_best_config_trains_again(tmp_path):
         assert config.model.hidden == json.loads(trial.params["model.hidden"])  # a list travels as JSON
         ratio = trial.user_attrs["step_ratios"]["e0.5"]
         assert trial.value == pytest.approx(ratio) and 0.3 < ratio < 3  # learned / best classical steps
+        assert list(trial.intermediate_values) == [1] and 0.3 < trial.intermediate_values[1] < 3  # every: 1
+        assert (run / "checkpoints" / "epoch-000001.pt").is_file()  # the policy the epoch-1 ratio measured
         assert ratio * min(baselines.values()) == pytest.approx(round(ratio * min(baselines.values())))
 
     best = study.best_trial
