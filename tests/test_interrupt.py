@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import torch
+from conftest import assert_same_state
 
 EPOCHS = 60
 CONFIG = ["--set", "system.params.count=8", "--set", "training.max_generalize_iters=3",
@@ -103,23 +104,6 @@ def _strip(metrics: list[str]) -> list[str]:
     return out
 
 
-def _assert_same_tensors(a: Any, b: Any, where: str) -> None:
-    if isinstance(a, torch.Tensor):
-        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b), where
-    elif isinstance(a, dict):
-        assert isinstance(b, dict) and set(a) == set(b), where
-        for key in a:
-            _assert_same_tensors(a[key], b[key], f"{where}.{key}")
-    elif isinstance(a, (list, tuple)):
-        assert isinstance(b, (list, tuple)) and len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b)):
-            _assert_same_tensors(x, y, f"{where}[{i}]")
-    elif isinstance(a, float) and a != a:
-        assert isinstance(b, float) and b != b, where
-    else:
-        assert a == b, where
-
-
 @pytest.mark.parametrize("name", SIGNALS)
 def test_resume_reaches_the_uninterrupted_result(runs: dict[str, Any], name: str) -> None:
     root = runs["root"]
@@ -132,11 +116,11 @@ def test_resume_reaches_the_uninterrupted_result(runs: dict[str, Any], name: str
     a, b = torch.load(ours / "model.pt", weights_only=True), torch.load(reference / "model.pt", weights_only=True)
     assert a["epoch"] == b["epoch"] == EPOCHS
     for key in ("model", "optimizer", "rng", "buffer", "systems", "counters", "config"):
-        _assert_same_tensors(a[key], b[key], key)
+        assert_same_state(a[key], b[key], key)
     assert _strip([json.dumps(m) for m in a["metrics"]]) == _strip([json.dumps(m) for m in b["metrics"]])
     # a periodic checkpoint written after the resume equals the reference's
     later = f"checkpoints/epoch-{50:06d}.pt"
-    _assert_same_tensors(torch.load(ours / later, weights_only=True)["model"],
+    assert_same_state(torch.load(ours / later, weights_only=True)["model"],
                          torch.load(reference / later, weights_only=True)["model"], later)
 
 

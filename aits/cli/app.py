@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -44,6 +45,7 @@ def command(name: str) -> Callable:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             from aits import locks
             from aits.errors import EnvironmentFault, RunFailed, UserError, classify
+            from aits.training import distributed
             from aits.training.run import Interrupted
 
             try:
@@ -52,6 +54,11 @@ def command(name: str) -> Callable:
             except (UserError, RunFailed, EnvironmentFault, Interrupted) as exc:
                 if _debug["on"]:
                     raise
+                rank = int(os.environ.get("RANK", "0")) if distributed.launched_by_torchrun() else 0
+                if rank and isinstance(exc, (Interrupted, distributed.PeerFailed)):
+                    raise typer.Exit(exc.exit_code if isinstance(exc, Interrupted) else 1) from None  # the first process says it
+                if rank:
+                    raise fail(f"process {rank}: {exc}", 2 if isinstance(exc, UserError) else 1) from None
                 if isinstance(exc, Interrupted):
                     print(f"interrupted by signal {exc.signum}: checkpoint saved to {exc.saved}\n"
                           f"resume with: {_resume_command(name, exc, kwargs)}", file=sys.stderr)
@@ -68,6 +75,7 @@ def command(name: str) -> Callable:
                 raise fail(*reported) from None
             finally:
                 locks.release_all()
+                distributed.shutdown()
 
         return app.command(name)(wrapper)
 
@@ -98,7 +106,9 @@ def _resume_command(name: str, exc: Any, kwargs: dict) -> str:
         sets = "".join(f" --set {shlex.quote(s)}" for s in kwargs.get("set_") or [])
         return f"aits generalize {shlex.quote(str(exc.saved))} --data {shlex.quote(str(kwargs.get('data')))} " \
                f"--rounds {exc.remaining}{sets} --out {shlex.quote(str(exc.saved.parent.parent))}"
-    return f"aits {name} --resume {shlex.quote(str(exc.saved))}"
+    from aits.training.distributed import relaunch
+
+    return relaunch(f"{name} --resume {shlex.quote(str(exc.saved))}")
 
 
 ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML config (default: the embedded aits.yaml).")]

@@ -14,7 +14,9 @@ def collect_cli(config: ConfigOpt = None, set_: SetOpt = None, device: DeviceOpt
     from aits.cli.progress import make_reporter
     from aits.cli.training import start, stderr_console, summary_table
     from aits.training import run as runs
+    from aits.training.distributed import single_process_only
 
+    single_process_only("collect")
     console = stderr_console()
     reporter = make_reporter(console)
     trainer, run = start(config, overrides(set_, device=device, seed=seed, epochs=epochs), resume, out, "collect", reporter)

@@ -26,6 +26,9 @@ def generalize_cli(
     from aits.training import run as runs
     from aits.training.state import trainer_from_checkpoint
 
+    from aits.training.distributed import single_process_only
+
+    single_process_only("generalize")
     console = stderr_console()
     reporter = make_reporter(console)
     trainer = trainer_from_checkpoint(checkpoint, set_, reporter)

@@ -14,6 +14,7 @@ from aits.config import load_config
 from aits.training import run as runs
 from aits.training.build import build_trainer
 from aits.training.state import trainer_from_checkpoint
+from aits.training.strategy import SingleProcess, Strategy
 from aits.training.trainer import Trainer
 
 
@@ -22,17 +23,26 @@ def stderr_console() -> Console:
 
 
 def start(config: Path | None, sets: list[str], resume: Path | None, out: Path | None, command: str,
-          reporter) -> tuple[Trainer, runs.RunDir]:
-    """A trainer (fresh, or rebuilt from ``resume``) and its run directory, config written."""
+          reporter, strategy: Strategy | None = None) -> tuple[Trainer, runs.RunDir]:
+    """A trainer (fresh, or rebuilt from ``resume``) and its run directory, config written (by the
+    first process of ``strategy``; the others learn the directory's path)."""
+    strategy = strategy or SingleProcess()
     if resume is not None:
         if config is not None:
             from aits.errors import UserError
 
             raise UserError("--resume takes its config from the checkpoint; drop --config (use --set to change keys)")
-        trainer = trainer_from_checkpoint(resume, sets, reporter)
+        trainer = trainer_from_checkpoint(resume, sets, reporter, strategy)
     else:
-        trainer = build_trainer(load_config(config, sets), reporter)  # builds everything (and validates plugin names)
+        trainer = build_trainer(load_config(config, sets), reporter, strategy)  # builds everything (and validates plugin names)
     sinks.resolve(trainer.config.logging.sinks)  # before any file is written
+    if strategy.is_global_zero:
+        run = _run_dir(trainer, resume, out, command)
+    return trainer, runs.RunDir(Path(strategy.broadcast_object(str(run.path) if strategy.is_global_zero else None)))
+
+
+def _run_dir(trainer: Trainer, resume: Path | None, out: Path | None, command: str) -> runs.RunDir:
+    """The run directory: the checkpoint's own when resuming into it, else a new one; config written."""
     if resume is not None:
         own = runs.run_of(resume) or resume.parent
         if out is None or out.resolve() == own.resolve():
@@ -43,10 +53,12 @@ def start(config: Path | None, sets: list[str], resume: Path | None, out: Path |
     else:
         run = runs.new_run_dir(out, command)
     runs.write_config(run, trainer.config)
-    if trainer.config.compile:
+    if trainer.config.compile and trainer.strategy.world_size > 1:
+        stderr_console().print("[dim]compile: not with several processes yet; every process trains eagerly[/]")
+    elif trainer.config.compile:
         stderr_console().print("[dim]compile: the first Part 1 and Part 2 iterations build their graphs "
                                "(seconds to a minute)[/]")
-    return trainer, run
+    return run
 
 
 def summary_table(trainer: Trainer, run: runs.RunDir, title: str) -> Table:

@@ -25,22 +25,35 @@ class ReplayBuffer:
             "history": torch.zeros(capacity, history_len, memory_dim, **kw),
             "dt": torch.zeros(capacity, **kw),
         }
+        self.owned = torch.zeros(capacity, dtype=torch.bool, device=device)  # slots whose sample this process holds
         self.size = 0
         self.cursor = 0  # where the next sample goes
 
-    def add(self, s: Systems, energy: torch.Tensor, history: torch.Tensor, dt: torch.Tensor) -> None:
-        """Store a batch of samples (detached), overwriting the oldest when full."""
+    def add(self, s: Systems, energy: torch.Tensor, history: torch.Tensor, dt: torch.Tensor, offset: int = 0,
+            total: int | None = None) -> None:
+        """Store a batch of samples (detached), overwriting the oldest when full.
+
+        With several processes the ``s.batch`` samples are rows ``offset`` on of ``total`` samples
+        that all processes add together (in rank order): every process advances the ring by ``total``
+        and holds only its own rows (:attr:`owned`)."""
         k = s.batch
-        if k == 0:
+        total = k if total is None else total
+        if total == 0:
             return
-        slots = (self.cursor + torch.arange(k, device=s.pos.device)) % self.capacity
+        device = self.owned.device
+        positions = offset + torch.arange(k, device=device)  # in the sequence of all processes' samples
+        slots = (self.cursor + positions) % self.capacity
         values = {"pos": s.pos, "vel": s.vel, "mass": s.mass, "acc": s.acc, "energy": energy, "history": history, "dt": dt}
-        if k > self.capacity:  # only the newest `capacity` of them survive
-            slots, values = slots[-self.capacity :], {n: v[-self.capacity :] for n, v in values.items()}
+        if total > self.capacity:  # only the newest `capacity` of them survive
+            survive = positions >= total - self.capacity
+            slots, values = slots[survive], {n: v[survive] for n, v in values.items()}
+        new = self.cursor + torch.arange(max(0, total - self.capacity), total, device=device)
+        self.owned[new % self.capacity] = False
+        self.owned[slots] = True
         for name, value in values.items():
             self.data[name][slots] = value.detach()
-        self.cursor = (self.cursor + k) % self.capacity
-        self.size = min(self.size + k, self.capacity)
+        self.cursor = (self.cursor + total) % self.capacity
+        self.size = min(self.size + total, self.capacity)
 
     def indices(self, count: int, generator: torch.Generator, pad: bool = False) -> torch.Tensor:
         """Slots of ``min(count, size)`` distinct random samples.
@@ -59,12 +72,21 @@ class ReplayBuffer:
         return s, d["energy"], d["history"]
 
     def state_dict(self) -> dict:
-        """The held samples only: copies of the first ``size`` rows (a slice would be saved with the
-        whole capacity it views)."""
-        return {"capacity": self.capacity, "size": self.size, "cursor": self.cursor,
-                **{name: t[: self.size].to("cpu", copy=True) for name, t in self.data.items()}}
+        """The samples: copies of the first ``size`` rows (a slice would be saved with the whole
+        capacity it views), zero in the rows that another process holds."""
+        state = {"capacity": self.capacity, "size": self.size, "cursor": self.cursor,
+                 **{name: t[: self.size].to("cpu", copy=True) for name, t in self.data.items()}}
+        elsewhere = ~self.owned[: self.size].cpu()
+        if elsewhere.any():
+            for name in FIELDS:
+                state[name][elsewhere] = 0
+        return state
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict, rank: int = 0, world_size: int = 1) -> None:
+        """Load every sample of ``state``; this process holds (and evaluates) the slots ``rank`` mod
+        ``world_size``."""
         self.size, self.cursor = int(state["size"]), int(state["cursor"])
         for name in FIELDS:
             self.data[name][: state[name].shape[0]] = state[name].to(self.data[name])
+        slots = torch.arange(self.capacity, device=self.owned.device)
+        self.owned = (slots < self.size) & (slots % world_size == rank)

@@ -15,7 +15,7 @@ from aits.systems import make_systems
 from aits.training.optim import ClippedAdam
 from aits.training.population import Population, split
 from aits.training.step import Stepper
-from aits.training.strategy import Strategy
+from aits.training.strategy import SingleProcess, Strategy
 from aits.training.trainer import Reporter, Trainer
 
 
@@ -33,8 +33,10 @@ def build_policy(config: RunConfig, gravity: Gravity, adapter: FeatureAdapter | 
 def build_trainer(config: RunConfig, reporter: Reporter | None = None, strategy: Strategy | None = None) -> Trainer:
     """A fresh run of ``config``: seeded, every plugin looked up (an unknown name fails here, before
     any file is written), the policy, optimizer and each population's systems built; the replay
-    capacity is shared among the populations in proportion to their numbers of systems."""
-    device, dtype = resolve_device(config.device), resolve_dtype(config.dtype)
+    capacity is shared among the populations in proportion to their numbers of systems. With several
+    processes (``strategy``) every one builds the same run and keeps its share of each population."""
+    strategy = strategy or SingleProcess()
+    device, dtype = strategy.place(resolve_device(config.device)), resolve_dtype(config.dtype)
     resources.check_threads(config.threads)
     if device.type == "cpu" and config.threads > 0:
         torch.set_num_threads(config.threads)
@@ -53,7 +55,7 @@ def build_trainer(config: RunConfig, reporter: Reporter | None = None, strategy:
                             "system.params" if not config.populations else f"populations[{i}].params")
                for i, (kind, generator) in enumerate(zip(kinds, generators))]
     capacities = split(config.training.replay_capacity, [s.batch for s in systems])
-    populations = [Population(kind.label, s, gravity, policy.adapter, capacity)
+    populations = [Population(kind.label, s, gravity, policy.adapter, capacity, strategy)
                    for kind, s, capacity in zip(kinds, systems, capacities)]
     stepper = Stepper(policy, integrator, gravity, loss_fn, config.training)
     return Trainer(config, stepper, optimizer, populations, rng, strategy, reporter)

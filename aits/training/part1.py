@@ -13,6 +13,7 @@ from aits.training.executors import Iteration
 from aits.training.step import Stepper, StepResult
 
 if TYPE_CHECKING:
+    from aits.training.population import Population
     from aits.training.trainer import Trainer
 
 
@@ -29,7 +30,8 @@ class HopelessGate(RunFailed):
 
 class RejectedSystems:
     """Part 1's rule: the update is the mean loss of the counted (still active) systems that the
-    gate rejects, over every population; no update when the gate rejects none."""
+    gate rejects, over every population; no update when the gate rejects none. Counts the
+    accepted steps."""
 
     def __init__(self, stepper: Stepper) -> None:
         self.stepper = stepper
@@ -38,7 +40,7 @@ class RejectedSystems:
         return (rows & ~self.stepper.passes_gate(r)).to(r.losses.dtype)
 
     def counts(self, r: StepResult, rows: torch.Tensor) -> list[torch.Tensor]:
-        return []
+        return [(rows & self.stepper.passes_gate(r)).sum()]
 
     def takes_update(self, totals: torch.Tensor) -> torch.Tensor:
         return totals[0] > 0
@@ -60,40 +62,41 @@ def iteration(t: Trainer, active: list[torch.Tensor]) -> tuple[list[StepResult],
 
 def collect(t: Trainer) -> dict:
     """Part 1: every system takes ``steps_per_epoch`` accepted steps. All systems move together (the
-    finished ones are masked out); each is accepted or retried on its own."""
+    finished ones are masked out); each is accepted or retried on its own. With several processes
+    each steps its own systems; counts and the decisions that end the loop cover all of them."""
     cfg = t.config.training
     pops = t.populations
-    target = cfg.steps_per_epoch * sum(p.batch for p in pops)
+    target = cfg.steps_per_epoch * sum(p.total for p in pops)
     remaining = [torch.full((p.batch,), cfg.steps_per_epoch, device=t.device) for p in pops]
     retries = [torch.zeros(p.batch, dtype=torch.int64, device=t.device) for p in pops]
     accepted_err: list[list[torch.Tensor]] = [[] for _ in pops]
     accepted_ratio: list[list[torch.Tensor]] = [[] for _ in pops]
     rejected = [0 for _ in pops]
-    retrain = recorded = 0
+    retrain = recorded = accepted = 0
     while True:
         active = [left > 0 for left in remaining]
         if not t.strategy.reduce_boolean_decision(any(bool(a.any()) for a in active), all=False):
             break
         t.stop_point()
         results, it = iteration(t, active)
+        accepted += int(it.totals[1])
         for i, (p, a, r) in enumerate(zip(pops, active, results)):
             ok = a & t.stepper.passes_gate(r)
-            n_ok = int(ok.sum())
-            if n_ok:
-                t.policy.observe(p.systems.index(ok), p.history[ok])  # the feature range a bounded policy clamps to
-                recorded += p.accept(ok, r, t.adapter)
+            observe(t, p, ok)
+            recorded += p.accept(ok, r, t.adapter)
+            if bool(ok.any()):
                 accepted_err[i].append(r.rel_dE[ok].detach())
                 accepted_ratio[i].append(r.log_ratio[ok].detach())
                 remaining[i] -= ok.long()
                 retries[i].masked_fill_(ok, 0)
-            n_failed = int(a.sum()) - n_ok
+            n_failed = int(a.sum()) - int(ok.sum())
             if n_failed:
                 rejected[i] += n_failed
                 retries[i] += (a & ~ok).long()
         if it.totals[0] == 0:  # no system of any process was rejected
             continue
         retrain += 1
-        t.reporter.part1_progress(target - sum(int(left.sum()) for left in remaining), target, retrain)
+        t.reporter.part1_progress(accepted, target, retrain)
         refuse_hopeless(t, retries)
         capped = bool(cfg.max_retrain_steps) and max(int(n.max()) for n in retries) >= cfg.max_retrain_steps
         if t.strategy.reduce_boolean_decision(capped, all=False):
@@ -101,13 +104,28 @@ def collect(t: Trainer) -> dict:
                 f"Part 1 retrained {cfg.max_retrain_steps} times on one state without an accepted step "
                 f"(training.max_retrain_steps); the policy cannot reach energy_threshold={cfg.energy_threshold:g}"
             )
-    overall = summary(accepted_err, accepted_ratio, rejected, t.dtype, t.device)
+    gathered = [(gather(t, e), gather(t, q), n) for e, q, n in zip(accepted_err, accepted_ratio, rejected)]
+    counts = t.strategy.all_reduce(torch.tensor(rejected, dtype=torch.int64, device=t.device)).tolist()
+    gathered = [(e, q, n) for (e, q, _), n in zip(gathered, counts)]
+    overall = summary([e for e, _, _ in gathered], [q for _, q, _ in gathered], counts)
     stats = {"accepted": overall.pop("accepted"), "rejected": overall.pop("rejected"), "retrain_iters": retrain,
              "recorded": recorded, **overall}
     if len(pops) > 1:
-        stats["populations"] = {p.name: summary([e], [q], [n], t.dtype, t.device)
-                                for p, e, q, n in zip(pops, accepted_err, accepted_ratio, rejected)}
+        stats["populations"] = {p.name: summary([e], [q], [n]) for p, (e, q, n) in zip(pops, gathered)}
     return stats
+
+
+def observe(t: Trainer, p: Population, ok: torch.Tensor) -> None:
+    """Widen a bounded policy's feature range to the states accepted in ``ok`` (B,) by every process
+    (a no-op for a free policy)."""
+    policy = t.policy
+    if not policy.clamps:
+        return
+    if bool(ok.any()):
+        policy.observe(p.systems.index(ok), p.history[ok])
+    bounds = t.strategy.all_gather(torch.stack([policy.feature_lo, policy.feature_hi]))
+    policy.feature_lo.copy_(bounds[:, 0].amin(0))
+    policy.feature_hi.copy_(bounds[:, 1].amax(0))
 
 
 def refuse_hopeless(t: Trainer, retries: list[torch.Tensor]) -> None:
@@ -126,7 +144,7 @@ def refuse_hopeless(t: Trainer, retries: list[torch.Tensor]) -> None:
                 r = t.stepper.step(s, energy, dt, torch.full_like(dt, math.log(floor)))
             rejected = ~t.stepper.passes_gate(r)
             if bool(rejected.any()):
-                row = int(probe.nonzero()[rejected.nonzero()[0, 0], 0])
+                row = p.strategy.shard(p.total).start + int(probe.nonzero()[rejected.nonzero()[0, 0], 0])
                 where = f"system {row}" + (f" of population {p.name}" if len(t.populations) > 1 else "")
                 stuck = (f"Part 1 cannot pass the energy gate: {where} is rejected even at the smallest step the "
                          f"policy can take (model.min_dt_fraction={floor:g} of its free-fall time gives |dE/E| = "
@@ -137,12 +155,14 @@ def refuse_hopeless(t: Trainer, retries: list[torch.Tensor]) -> None:
         raise HopelessGate(stuck or "Part 1 cannot pass the energy gate in another process")
 
 
-def summary(errors: list[list[torch.Tensor]], ratios: list[list[torch.Tensor]], rejected: list[int],
-            dtype: torch.dtype, device: torch.device) -> dict:
+def gather(t: Trainer, parts: list[torch.Tensor]) -> torch.Tensor:
+    """One population's values of this process's ``parts``, then of every other process."""
+    return t.strategy.gather_rows(torch.cat([torch.empty(0, dtype=t.dtype, device=t.device), *parts]))
+
+
+def summary(errors: list[torch.Tensor], ratios: list[torch.Tensor], rejected: list[int]) -> dict:
     """Accepted and rejected steps, their energy errors and dt / tau, over the given populations."""
-    empty = torch.empty(0, dtype=dtype, device=device)
-    err = torch.cat([empty, *(e for pop in errors for e in pop)])
-    ratio = torch.cat([empty, *(q for pop in ratios for q in pop)])
+    err, ratio = torch.cat(errors), torch.cat(ratios)
     return {"accepted": int(err.numel()), "rejected": sum(rejected),
             "rel_dE_median": median(err), "rel_dE_max": float(err.max()) if err.numel() else math.nan,
             "dt_over_tau_median": math.exp(median(ratio)) if ratio.numel() else math.nan}

@@ -41,12 +41,13 @@ def generalize(t: Trainer) -> dict:
     """Part 2: each iteration draws ``replay_batch_size`` samples, shared among the populations in
     proportion to their numbers of systems (without replacement within each buffer), and takes one
     optimizer step on the mean loss over all of them, until a whole minibatch is done or
-    ``max_generalize_iters``."""
+    ``max_generalize_iters``. With several processes every one draws the same slots from the run's
+    generator and evaluates those it holds."""
     cfg = t.config.training
     pops = t.populations
     stats = {"iterations": 0, "converged": False, "pass_rate": math.nan, "gate_pass_rate": math.nan,
              "dt_over_tau_median": math.nan, "samples": sum(p.buffer.size for p in pops)}
-    shares = split(cfg.replay_batch_size, [p.batch for p in pops])
+    shares = split(cfg.replay_batch_size, [p.total for p in pops])
     drawn = [(p, share) for p, share in zip(pops, shares) if p.buffer.size and share]
     if not drawn:
         return stats
@@ -66,6 +67,7 @@ def generalize(t: Trainer) -> dict:
         if n_done == n:
             stats["converged"] = True
             break
+    done, ratios = [t.strategy.gather_rows(d) for d in done], [t.strategy.gather_rows(q) for q in ratios]
     stats["dt_over_tau_median"] = math.exp(median(torch.cat([torch.empty(0, dtype=t.dtype, device=t.device), *ratios])))
     if len(pops) > 1:
         last = {p.name: (d, q) for (p, _), d, q in zip(drawn, done, ratios)}

@@ -7,14 +7,16 @@ import json
 import signal
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 
 from aits import checkpoint, jsonio, locks, sinks
 from aits.config import RunConfig, dump_yaml
 from aits.errors import EnvironmentFault, RunFailed, UserError, clip
+from aits.training.distributed import PeerFailed
 from aits.training.state import check_buffer, checkpoint_payload
 from aits.training.trainer import StopRequested, Trainer, never
 
@@ -105,7 +107,9 @@ def run_of(checkpoint_path: Path) -> Path | None:
 
 
 def save_checkpoint(trainer: Trainer, path: Path) -> Path:
-    return checkpoint.save(path, "checkpoint", checkpoint_payload(trainer))
+    """Every process takes part (the state is gathered); the first one writes the file."""
+    payload = checkpoint_payload(trainer)
+    return checkpoint.save(path, "checkpoint", payload) if trainer.strategy.is_global_zero else path
 
 
 def save_dataset(trainer: Trainer, path: Path) -> Path:
@@ -205,27 +209,33 @@ def run_epochs(trainer: Trainer, run: RunDir, until_epoch: int, part1: bool = Tr
     otherwise within the epoch, at the next Part 1 or Part 2 iteration, as ``partial-epoch-N.pt``:
     the state at that iteration (policy, optimizer, systems and replay buffer as far as they got,
     the completed epochs' count and metrics), from which ``--resume`` runs epoch N again in full.
-    A failed write stops the run with one line naming the file, the cause and the last good checkpoint.
+    With several processes a signal to any of them stops all at the same point. A failed write stops
+    the run with one line naming the file, the cause and the last good checkpoint. Only the first
+    process feeds the sinks and writes files.
     ``on_epoch(metrics)`` is called after each epoch is logged and checkpointed; an exception from it
     ends the run there (a sweep's pruning).
     """
     every = trainer.config.training.checkpoint_every
-    with stop_on_signals() as stop, naming_last_checkpoint(run), sinks.open_sinks(trainer, run.path) as log:
+    strategy = trainer.strategy
+    logs = sinks.open_sinks(trainer, run.path) if strategy.is_global_zero else nullcontext(sinks.Sinks([]))
+    with stop_on_signals() as stop, naming_last_checkpoint(run), logs as log:
         trainer.should_stop = stop.overdue
         try:
             while trainer.epoch < until_epoch:
                 try:
                     metrics = trainer.run_epoch(part1, part2)
                 except RunFailed as exc:  # e.g. the retrain cap: keep the state for inspection
+                    if isinstance(exc, PeerFailed):  # nothing left to gather the state from
+                        raise
                     saved = save_checkpoint(trainer, run.path / "checkpoints" / f"failed-epoch-{trainer.epoch + 1:06d}.pt")
                     raise type(exc)(f"{exc}; state saved to {saved}") from exc
                 except StopRequested:
                     saved = save_checkpoint(trainer, run.path / "checkpoints" / f"partial-epoch-{trainer.epoch + 1:06d}.pt")
-                    raise Interrupted(stop.signum, saved, until_epoch - trainer.epoch) from None
+                    raise Interrupted(signal_of(trainer, stop), saved, until_epoch - trainer.epoch) from None
                 log.epoch(metrics)
-                if stop:
+                if strategy.reduce_boolean_decision(bool(stop), all=False):
                     saved = save_checkpoint(trainer, run.epoch_checkpoint(trainer.epoch))
-                    raise Interrupted(stop.signum, saved, until_epoch - trainer.epoch)
+                    raise Interrupted(signal_of(trainer, stop), saved, until_epoch - trainer.epoch)
                 if trainer.epoch % every == 0 and trainer.epoch < until_epoch:
                     save_checkpoint(trainer, run.epoch_checkpoint(trainer.epoch))
                 if on_epoch is not None:
@@ -235,16 +245,23 @@ def run_epochs(trainer: Trainer, run: RunDir, until_epoch: int, part1: bool = Tr
         log.finish(sinks.summary(trainer))
 
 
+def signal_of(trainer: Trainer, stop: StopRequest) -> int:
+    """The signal that stopped the run: this process's, or another's that stopped them all."""
+    received = torch.tensor(stop.signum or 0, device=trainer.device)
+    return int(trainer.strategy.all_gather(received).max())
+
+
 @contextmanager
 def naming_last_checkpoint(run: RunDir) -> Iterator[None]:
-    """Add the newest periodic checkpoint of ``run`` (intact: every write is atomic) to a write failure."""
+    """Add the newest periodic checkpoint of ``run`` (intact: every write is atomic) to a write failure
+    or the failure of another process."""
     try:
         yield
-    except EnvironmentFault as exc:
+    except (EnvironmentFault, PeerFailed) as exc:
         saved = sorted(run.path.glob("checkpoints/epoch-*.pt"))
         where = f"the last good checkpoint is {saved[-1]} (--resume continues from it)" if saved else \
             "no checkpoint of this run was written"
-        raise EnvironmentFault(f"{exc}; {where}") from None
+        raise type(exc)(f"{exc}; {where}") from None
 
 
 def write_config(run: RunDir, config: RunConfig) -> None:

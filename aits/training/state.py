@@ -16,11 +16,14 @@ from aits.runtime import restore_rng_state, rng_state
 from aits.training.buffer import ReplayBuffer
 from aits.training.build import build_policy, build_trainer
 from aits.training.executors import Counters
+from aits.training.strategy import Strategy
 from aits.training.trainer import Reporter, Trainer
 
 
 def checkpoint_payload(trainer: Trainer) -> dict:
-    """Everything :func:`trainer_from_checkpoint` needs to continue the run exactly."""
+    """Everything :func:`trainer_from_checkpoint` needs to continue the run exactly. With several
+    processes every one must call it (it gathers their systems and samples); the payload is the
+    one a single process would have saved."""
     cfg = trainer.config
     return {
         "config": cfg.to_dict(),
@@ -49,15 +52,17 @@ def restore(trainer: Trainer, state: dict) -> None:
     trainer.optimizer.load_state_dict(state["optimizer"])
     restore_rng_state(state["rng"], trainer.rng)
     for p, saved in zip(trainer.populations, saved_populations(state, trainer)):
-        p.buffer.load_state_dict(saved["buffer"])
+        p.load_buffer(saved["buffer"])
         p.load_state_dict(saved["systems"])
     vars(trainer.counters).update(vars(Counters(**state["counters"])))  # in place: the executors count into it
+    if not trainer.strategy.is_global_zero:  # the first process holds the run's counts (Trainer.settle_counters)
+        trainer.counters.force_evaluations = trainer.counters.nonfinite_steps = 0
 
 
 def population_states(trainer: Trainer) -> dict:
     """Each population's live systems and replay buffer: for one population as top-level ``systems``
     and ``buffer`` (the layout of checkpoints before populations), else a ``populations`` list."""
-    states = [{"name": p.name, "systems": p.state_dict(), "buffer": p.buffer.state_dict()} for p in trainer.populations]
+    states = [{"name": p.name, "systems": p.state_dict(), "buffer": p.buffer_state()} for p in trainer.populations]
     if len(states) == 1:
         return {"systems": states[0]["systems"], "buffer": states[0]["buffer"]}
     return {"populations": states}
@@ -98,10 +103,12 @@ def load_policy(path: Path, gravity: Gravity) -> Policy:
     return model.to(torch.float64).eval()
 
 
-def trainer_from_checkpoint(path: Path, overrides: list[str] | None = None, reporter: Reporter | None = None) -> Trainer:
-    """Rebuild a trainer exactly as it was saved (``overrides`` apply on top of the saved config)."""
+def trainer_from_checkpoint(path: Path, overrides: list[str] | None = None, reporter: Reporter | None = None,
+                            strategy: Strategy | None = None) -> Trainer:
+    """Rebuild a trainer exactly as it was saved (``overrides`` apply on top of the saved config), on
+    one process or on every process of ``strategy`` (any number of them)."""
     saved, data = read_checkpoint(path)
-    trainer = build_trainer(config_from_dict(apply_overrides(saved.to_dict(), overrides or [])), reporter)
+    trainer = build_trainer(config_from_dict(apply_overrides(saved.to_dict(), overrides or [])), reporter, strategy)
     fresh = checkpoint_payload(trainer)
     try:
         for section in ("model", "optimizer"):

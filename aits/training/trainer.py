@@ -55,7 +55,8 @@ class Trainer:
         self.strategy = strategy or SingleProcess()
         self.reporter = reporter or SilentReporter()
         self.counters = Counters()
-        self.executors = Executors(stepper, optimizer, self.strategy, self.counters, config.compile)
+        self.executors = Executors(stepper, optimizer, self.strategy, self.counters,
+                                   config.compile and self.strategy.world_size == 1)
         self.collect_rule = part1.RejectedSystems(stepper)
         self.generalize_rule = part2.Minibatch(stepper)
         self.epoch = 0
@@ -112,6 +113,7 @@ class Trainer:
             metrics["part1"] = self.collect()
         if part2:
             metrics["part2"] = self.generalize()
+        self.settle_counters()
         metrics.update(buffer_size=sum(p.buffer.size for p in self.populations),
                        force_evaluations=self.counters.force_evaluations,
                        optimizer_steps=self.counters.optimizer_steps, wall_time_s=time.perf_counter() - start)
@@ -119,3 +121,10 @@ class Trainer:
         self.metrics.append(metrics)
         self.reporter.epoch_finished(metrics)
         return metrics
+
+    def settle_counters(self) -> None:
+        """Move every process's step counts to the first process (the others restart from 0), so
+        that the first process's counters are the run's."""
+        c = self.counters
+        total = self.strategy.all_reduce(torch.tensor([c.force_evaluations, c.nonfinite_steps], device=self.device))
+        c.force_evaluations, c.nonfinite_steps = total.tolist() if self.strategy.is_global_zero else (0, 0)
