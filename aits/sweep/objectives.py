@@ -26,8 +26,7 @@ def _steps(problem: dict[str, Any], policy: str, target: float, checkpoint: Path
     """The fewest steps of ``policy`` with max |dE/E0| <= ``target`` on ``problem``."""
     setup = _setup(problem)
     (choice,) = choose_policies([policy], None, checkpoint)
-    order = int(getattr(setup.integrator, "order", 2))
-    return search(setup, choice.spec, target, order=order, max_steps=MAX_STEPS).best.steps
+    return search(setup, choice.spec, target, order=setup.integrator.order, max_steps=MAX_STEPS).best.steps
 
 
 def baseline_steps(objective: Objective, say: Callable[[str], None]) -> dict[str, dict[str, int]]:
