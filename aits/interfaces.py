@@ -27,12 +27,16 @@ class Integrator(ABC):
     ``force_evaluations``: per step, given the acceleration carried in the state.
     ``free_end_positions``: :meth:`end_positions` costs no force evaluation, so a time-symmetric
     step-size rule can iterate on the end of a step cheaply.
+    ``cuts_nonfinite_rows``: the gradient of :meth:`step_with_energy` is exactly zero on every row
+    whose step is not finite (positions, velocities or energy) when no state tensor needs a gradient,
+    so that a compiled training step takes it once instead of again with those rows cut from the graph.
     """
 
     name: ClassVar[str]
     order: ClassVar[int]
     force_evaluations: ClassVar[int]
     free_end_positions: ClassVar[bool] = False
+    cuts_nonfinite_rows: ClassVar[bool] = False
 
     @abstractmethod
     def step(self, s: Systems, dt: torch.Tensor, gravity: Gravity) -> Systems: ...

@@ -11,10 +11,12 @@ import dataclasses
 import functools
 import math
 import os
+from collections.abc import Callable
 
 import pytest
 import torch
 import torch._dynamo
+from torch._dynamo.backends.registry import lookup_backend
 from torch._dynamo.utils import counters
 
 from aits.builtin.integrators import Leapfrog
@@ -39,7 +41,7 @@ def fresh_dynamo():
     torch._dynamo.reset()
 
 
-def with_backend(monkeypatch: pytest.MonkeyPatch, backend: str) -> None:
+def with_backend(monkeypatch: pytest.MonkeyPatch, backend: str | Callable) -> None:
     monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend=backend))
 
 
@@ -107,11 +109,46 @@ def test_compiled_iteration_cuts_the_gradient_of_nonfinite_rows_without_a_branch
         # training steps through step_with_energy: its autograd default, which calls the spoiled step
         monkeypatch.setattr(trainer.integrator, "step_with_energy",
                             functools.partial(Integrator.step_with_energy, trainer.integrator))
+        monkeypatch.setattr(trainer.integrator, "cuts_nonfinite_rows", False)
         active = torch.ones(trainer.population.systems.batch, dtype=torch.bool)
         (r,), _ = part1.iteration(trainer, [active])
         results.append((r, weights(trainer), trainer.counters))
     (a, weights_a, counted_a), (b, weights_b, counted_b) = results
     assert counters["stats"]["unique_graphs"] == 1 and not counters["graph_break"]
+    assert a.finite.tolist() == b.finite.tolist() == [False] + [True] * 7
+    assert float(b.losses[0]) == small_config().training.nonfinite_penalty
+    assert torch.allclose(a.losses, b.losses, rtol=1e-12)
+    assert bool(torch.isfinite(weights_b).all()) and torch.allclose(weights_a, weights_b, rtol=1e-9, atol=1e-15)
+    assert counted_a == counted_b and counted_b.nonfinite_steps == 1 and counted_b.optimizer_steps == 1
+
+
+def test_compiled_iteration_takes_the_closed_form_step_once_and_its_gradient_cuts_nonfinite_rows(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The leapfrog's closed-form gradient is zero on a row whose step is not finite (row 0's dt made
+    inf: its cotangent and derivative are NaN), so the compiled iteration takes the step once (the
+    autograd default: twice) and gives the eager run's penalty, counters and finite update."""
+    steps = []  # per graph compiled: the closed-form steps (autograd.Function applications) in it
+
+    def counting(gm: torch.fx.GraphModule, example_inputs: list) -> Callable:
+        steps.append(sum("autograd_function_apply" in str(node.target) for node in gm.graph.nodes))
+        return lookup_backend("aot_eager")(gm, example_inputs)
+
+    results = []
+    for compile_ in (False, True):
+        with_backend(monkeypatch, counting)
+        trainer = build_trainer(small_config(*TINY, f"compile={compile_}"))
+        policy = trainer.policy.forward
+
+        def spoiled(s: Systems, history: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            dt, log_ratio = policy(s, history)
+            return dt + torch.where(torch.arange(s.batch) == 0, math.inf, 0.0), log_ratio
+
+        monkeypatch.setattr(trainer.policy, "forward", spoiled)
+        active = torch.ones(trainer.population.systems.batch, dtype=torch.bool)
+        (r,), _ = part1.iteration(trainer, [active])
+        results.append((r, weights(trainer), trainer.counters))
+    (a, weights_a, counted_a), (b, weights_b, counted_b) = results
+    assert steps and set(steps) == {1} and counters["stats"]["unique_graphs"] == 1 and not counters["graph_break"]
     assert a.finite.tolist() == b.finite.tolist() == [False] + [True] * 7
     assert float(b.losses[0]) == small_config().training.nonfinite_penalty
     assert torch.allclose(a.losses, b.losses, rtol=1e-12)

@@ -17,6 +17,7 @@ class Leapfrog(Integrator):
     order = 2
     force_evaluations = 1
     free_end_positions = True  # the drift needs only the acceleration carried in the state
+    cuts_nonfinite_rows = True  # the closed form's backward (kdk.step_with_energy)
 
     def step(self, s: Systems, dt: torch.Tensor, gravity: Gravity) -> Systems:
         pos, vel, acc = kdk.kdk(s.pos, s.vel, s.mass, s.acc, dt, gravity)

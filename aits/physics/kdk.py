@@ -74,18 +74,22 @@ class _StepEnergy(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx, inputs: tuple, output: tuple) -> None:
-        ctx.save_for_backward(*output[4:])
+        pos1, vel1, _, energy = output[:4]
+        finite = torch.isfinite(energy) & torch.isfinite(pos1).all((1, 2)) & torch.isfinite(vel1).all((1, 2))
+        ctx.save_for_backward(finite, *output[4:])
         ctx.mark_non_differentiable(*output[4:])
 
     @staticmethod
     def backward(ctx, g_pos: torch.Tensor | None, g_vel: torch.Tensor | None, g_acc: torch.Tensor | None,
                  g_energy: torch.Tensor | None, *_: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
-        dpos, dvel, dacc, denergy = ctx.saved_tensors
+        """The derivative along dt; exactly zero on the rows whose step is not finite (their
+        cotangents and derivatives may be NaN)."""
+        finite, dpos, dvel, dacc, denergy = ctx.saved_tensors
         grad = torch.zeros_like(denergy) if g_energy is None else g_energy * denergy
         for g, d in ((g_pos, dpos), (g_vel, dvel), (g_acc, dacc)):
             if g is not None:
                 grad = grad + (g * d).sum((-1, -2))
-        return grad, None, None, None, None, None
+        return torch.where(finite, grad, 0.0), None, None, None, None, None
 
 
 def step_with_energy(s: Systems, dt: torch.Tensor, gravity: Gravity) -> tuple[Systems, torch.Tensor]:

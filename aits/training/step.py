@@ -62,13 +62,18 @@ class Stepper:
     def outcome(self, s: Systems, energy: torch.Tensor, dt: torch.Tensor, log_ratio: torch.Tensor) -> StepResult:
         """The step with the policy's ``dt``, its energy error and per-sample loss."""
         r = self.step(s, energy, dt, log_ratio)
-        if torch.compiler.is_compiling() or not r.all_finite:
+        retake = not self.cuts_nonfinite_rows(s) if torch.compiler.is_compiling() else not r.all_finite
+        if retake:
             # Retake the step with the graph of the non-finite rows cut, so that their NaN/inf cannot
-            # reach the gradients (compiled: always, branch-free; the retaken step fuses with the first).
+            # reach the gradients (compiled: branch-free, unless the integrator's gradient cuts them).
             r = self.step(s, energy, torch.where(r.finite, dt, dt.detach()), log_ratio)
         r.new, r.energy, r.dt = r.new.detach(), r.energy.detach(), r.dt.detach()  # only what a loss reads keeps its graph
         r.losses = self.sample_losses(r)
         return r
+
+    def cuts_nonfinite_rows(self, s: Systems) -> bool:
+        """Whether the integrator's gradient is zero on the rows of ``s`` whose step is not finite."""
+        return self.integrator.cuts_nonfinite_rows and not any(t.requires_grad for t in s.tensors())
 
     def step(self, s: Systems, energy: torch.Tensor, dt: torch.Tensor, log_ratio: torch.Tensor) -> StepResult:
         """The physics of one step (integrator, then the energy error) and whether it stayed finite."""

@@ -26,6 +26,7 @@ class AutogradLeapfrog(Leapfrog):
     default ``step_with_energy``): the gradient path before the closed form, as a reference."""
 
     step_with_energy = Integrator.step_with_energy
+    cuts_nonfinite_rows = False
 
 
 def system_spec(n: int) -> tuple[str, dict]:
