@@ -8,7 +8,7 @@ from typing import Callable
 import pytest
 import torch
 
-from aits.builtin.features import Analytic, History, closest_pair_features
+from aits.builtin.features import Analytic, AarsethScaled, History, closest_pair_features
 from aits.interfaces import push_history
 from aits.physics import Gravity, Systems, blocks, initial, kepler
 
@@ -148,3 +148,17 @@ def test_closest_pair_search_in_blocks_of_systems_equals_one_pass(monkeypatch: p
     whole = closest_pair_features(s, GRAVITY)
     monkeypatch.setattr(blocks, "BLOCK_PAIRS", 4 * 25)  # blocks of 4 systems, the last one of 2
     assert all(torch.equal(a, b) for a, b in zip(whole, closest_pair_features(s, GRAVITY)))
+
+
+def test_aarseth_scaled_features_are_relative_to_aarseths_time_scale() -> None:
+    """Its time scale is the Aarseth policy's dt at eta = 1; on a circular binary both equal
+    1 / omega (the orbit's angular frequency), and the extra feature is log(T_A / tau) there."""
+    gravity = Gravity()
+    s = gravity.initialise(*initial.kepler_binary(G=1.0, rng=rng(), e=0.0, a=2.0))
+    features, scale = AarsethScaled(gravity).features_and_timescale(s, torch.empty(1, 0, 0))
+    omega = math.sqrt(2.0 / 2.0**3)  # sqrt(G M / a^3)
+    torch.testing.assert_close(scale, torch.full((1,), 1 / omega, dtype=torch.float64))
+    analytic, tau = closest_pair_features(s, gravity)
+    torch.testing.assert_close(features[:, :-1], analytic)
+    torch.testing.assert_close(features[:, -1], torch.log(scale / tau))
+    torch.testing.assert_close(tau, torch.full((1,), math.sqrt(2.0**3 / 2.0), dtype=torch.float64))

@@ -64,9 +64,10 @@ def yoshida(monkeypatch: pytest.MonkeyPatch) -> Iterator[types.ModuleType]:
 
 BUILTINS = {
     "integrator": ["leapfrog"],
-    "features": ["analytic", "history"],
+    "features": ["analytic", "analytic_aarseth", "history"],
     "loss": ["energy_band", "energy_target", "gate_hinge"],
-    "initial_conditions": ["binary_batch", "cluster", "figure_eight", "from_file", "kepler_binary", "pythagorean"],
+    "initial_conditions": ["binary_batch", "cluster", "figure_eight", "flyby", "from_file", "hierarchical_triple",
+                           "kepler_binary", "planetary_system", "plummer", "pythagorean"],
     "policy": ["aarseth", "fixed", "freefall", "freefall_symmetric", "learned"],
     "metric_sink": ["jsonl", "tensorboard"],
     "reference": [],  # outside integrators come from plugins (plugins/aits-rebound)
@@ -376,7 +377,7 @@ def test_duplicate_names_fail_naming_both_sources(
         ("integrator", "yoshida", r"did you mean 'yoshida4'\?.*choose from: leapfrog, yoshida4"),
         ("loss", "energy-band", r"unknown loss 'energy-band'; did you mean 'energy_band'\?"),
         ("initial_conditions", "kepler", r"unknown initial conditions 'kepler'; did you mean 'kepler_binary'\?"),
-        ("features", "zzz", r"unknown features 'zzz' \(choose from: analytic, history\)"),
+        ("features", "zzz", r"unknown features 'zzz' \(choose from: analytic, analytic_aarseth, history\)"),
     ],
 )
 def test_unknown_name_suggests_the_closest(

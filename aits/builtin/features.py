@@ -13,6 +13,7 @@ from aits.hookspecs import hookimpl
 from aits.interfaces import FeatureAdapter
 from aits.physics import Gravity, Systems
 from aits.physics.blocks import in_blocks
+from aits.physics.derivatives import aarseth_time
 from aits.physics.gravity import pair_freefall_time, pair_masks, pow_three_halves
 from aits.registry import Registrar
 
@@ -84,6 +85,24 @@ class Analytic(FeatureAdapter):
         return closest_pair_features(s, self.gravity)
 
 
+class AarsethScaled(FeatureAdapter):
+    """The analytic features and log(T_A / tau), relative to Aarseth's time scale T_A (its criterion's
+    dt at eta = 1, from the acceleration and its first three derivatives of every body) instead of
+    the closest pair's free-fall time tau: a policy that starts from the better classical rule on
+    clusters. Costs about four pair passes per evaluation more than ``analytic``."""
+
+    name = "analytic_aarseth"
+    dim = PAIR_FEATURES + 1
+
+    def features(self, s: Systems, history: torch.Tensor) -> torch.Tensor:
+        return self.features_and_timescale(s, history)[0]
+
+    def features_and_timescale(self, s: Systems, history: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features, tau = closest_pair_features(s, self.gravity)
+        scale = aarseth_time(s.pos, s.vel, s.mass, self.gravity)
+        return torch.cat([features, torch.log(scale / tau)[:, None]], -1), scale
+
+
 class History(FeatureAdapter):
     """The analytic features plus, for each of the last ``history_len`` accepted steps, its analytic
     features and log(dt / free-fall time); zero-padded at start-up."""
@@ -114,3 +133,4 @@ class History(FeatureAdapter):
 def aits_register(registrar: Registrar) -> None:
     registrar.features(Analytic)
     registrar.features(History)
+    registrar.features(AarsethScaled)

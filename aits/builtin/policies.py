@@ -15,7 +15,7 @@ from aits.errors import UserError
 from aits.hookspecs import hookimpl
 from aits.interfaces import DtPolicy, Integrator, push_history
 from aits.physics import Gravity, Systems
-from aits.physics.derivatives import derivatives
+from aits.physics.derivatives import aarseth_time
 from aits.physics.pairs import Pairs
 from aits.registry import Registrar
 
@@ -129,9 +129,7 @@ class Aarseth(BuiltinPolicy):
     default = 1e-3
 
     def dt(self, s: Systems) -> torch.Tensor:
-        a, a1, a2, a3 = (x.norm(dim=-1) for x in derivatives(s.pos, s.vel, s.mass, self.gravity))
-        ratio = (a * a2 + a1 * a1) / (a1 * a3 + a2 * a2)
-        return (self.value[:, None] * ratio).sqrt().amin(1)
+        return self.value.sqrt() * aarseth_time(s.pos, s.vel, s.mass, self.gravity)
 
 
 class Learned(BuiltinPolicy):

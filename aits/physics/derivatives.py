@@ -44,3 +44,10 @@ def derivatives(pos: torch.Tensor, vel: torch.Tensor, mass: torch.Tensor,
     for coefficient, x, y in ((-9, alpha, a2), (-9, beta, a1), (-3, gamma, a0)):
         a3 = torch.addcmul(a3, x[..., None], y, value=coefficient)
     return acc, jerk, a2.sum(2), a3.sum(2)
+
+
+def aarseth_time(pos: torch.Tensor, vel: torch.Tensor, mass: torch.Tensor, gravity: Gravity) -> torch.Tensor:
+    """Aarseth's time scale (B,): the minimum over bodies of sqrt((|a||a2| + |a1|^2) / (|a1||a3| + |a2|^2)),
+    a..a3 the acceleration and its first three derivatives; his criterion is dt = sqrt(eta) times it."""
+    a, a1, a2, a3 = (x.norm(dim=-1) for x in derivatives(pos, vel, mass, gravity))
+    return ((a * a2 + a1 * a1) / (a1 * a3 + a2 * a2)).sqrt().amin(1)
