@@ -6,7 +6,8 @@
 #
 # Each step writes its output under OUT_DIR (NAME.log, and the benchmark's figures as JSON); a failing
 # step is reported and the next one still runs. Target on a GPU (issue 16): Part 2 at N = 2,
-# M = 65,536 at least 10^7 samples/s (bench_65536.log, compiled and eager).
+# M = 65,536 at least 10^7 samples/s (bench_65536.log, compiled and eager). train_nccl: aits train under
+# torchrun on one GPU (NCCL), 5 epochs, about 10 s (9 s on an H200, torch 2.11).
 out=${1:-gpu_check}
 mkdir -p "$out"
 
@@ -20,6 +21,8 @@ step() {  # step NAME COMMAND...: run COMMAND, output to OUT_DIR/NAME.log, repor
 
 nvidia-smi --query-gpu=name,memory.total --format=csv > "$out/gpu.txt" 2>&1
 step train         python -m aits train --device cuda --out "$out/train"
+step train_nccl    python -m torch.distributed.run --standalone --nproc_per_node=1 -m aits train --device cuda \
+                   --epochs 5 --set training.checkpoint_every=2 --out "$out/train_nccl"
 step train_compile python -m aits train --device cuda --set compile=true --out "$out/train_compile"
 step simulate      python -m aits simulate --device cuda --checkpoint "$out/train/model.pt" \
                    -p e=0.9 --target-error 1e-4 --json
