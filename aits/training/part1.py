@@ -13,7 +13,6 @@ from aits.training.executors import Iteration
 from aits.training.step import Stepper, StepResult
 
 if TYPE_CHECKING:
-    from aits.training.population import Population
     from aits.training.trainer import Trainer
 
 
@@ -73,16 +72,15 @@ def collect(t: Trainer) -> dict:
     accepted_ratio: list[list[torch.Tensor]] = [[] for _ in pops]
     rejected = [0 for _ in pops]
     retrain = recorded = accepted = 0
-    while True:
+    while accepted < target:  # every process's accepted steps are counted in the rule's totals
         active = [left > 0 for left in remaining]
-        if not t.strategy.reduce_boolean_decision(any(bool(a.any()) for a in active), all=False):
-            break
         t.stop_point()
         results, it = iteration(t, active)
         accepted += int(it.totals[1])
         for i, (p, a, r) in enumerate(zip(pops, active, results)):
             ok = a & t.stepper.passes_gate(r)
-            observe(t, p, ok)
+            if bool(ok.any()):
+                t.policy.observe(p.systems.index(ok), p.history[ok])  # the feature range a bounded policy clamps to
             recorded += p.accept(ok, r, t.adapter)
             if bool(ok.any()):
                 accepted_err[i].append(r.rel_dE[ok].detach())
@@ -93,6 +91,7 @@ def collect(t: Trainer) -> dict:
             if n_failed:
                 rejected[i] += n_failed
                 retries[i] += (a & ~ok).long()
+        share_feature_range(t)
         if it.totals[0] == 0:  # no system of any process was rejected
             continue
         retrain += 1
@@ -115,17 +114,14 @@ def collect(t: Trainer) -> dict:
     return stats
 
 
-def observe(t: Trainer, p: Population, ok: torch.Tensor) -> None:
-    """Widen a bounded policy's feature range to the states accepted in ``ok`` (B,) by every process
-    (a no-op for a free policy)."""
+def share_feature_range(t: Trainer) -> None:
+    """Widen a bounded policy's feature range to what every process has seen (a no-op for a free
+    policy or in one process)."""
     policy = t.policy
-    if not policy.clamps:
-        return
-    if bool(ok.any()):
-        policy.observe(p.systems.index(ok), p.history[ok])
-    bounds = t.strategy.all_gather(torch.stack([policy.feature_lo, policy.feature_hi]))
-    policy.feature_lo.copy_(bounds[:, 0].amin(0))
-    policy.feature_hi.copy_(bounds[:, 1].amax(0))
+    if policy.clamps and t.strategy.world_size > 1:
+        bounds = t.strategy.all_gather(torch.stack([policy.feature_lo, policy.feature_hi]))
+        policy.feature_lo.copy_(bounds[:, 0].amin(0))
+        policy.feature_hi.copy_(bounds[:, 1].amax(0))
 
 
 def refuse_hopeless(t: Trainer, retries: list[torch.Tensor]) -> None:
