@@ -8,9 +8,10 @@ from typing import Callable
 import pytest
 import torch
 
-from aits.builtin.features import Analytic, AarsethScaled, History, closest_pair_features
+from aits.builtin.features import Analytic, AarsethScaled, History, _closest_pair, closest_pair_features
 from aits.interfaces import push_history
 from aits.physics import Gravity, Systems, blocks, initial, kepler
+from aits.physics.gravity import pair_freefall_time
 
 F64 = torch.float64
 GRAVITY = Gravity()
@@ -162,3 +163,14 @@ def test_aarseth_scaled_features_are_relative_to_aarseths_time_scale() -> None:
     torch.testing.assert_close(features[:, :-1], analytic)
     torch.testing.assert_close(features[:, -1], torch.log(scale / tau))
     torch.testing.assert_close(tau, torch.full((1,), math.sqrt(2.0**3 / 2.0), dtype=torch.float64))
+
+
+def test_closest_pair_search_finds_the_two_shortest_free_fall_times_of_a_sort() -> None:
+    s = GRAVITY.initialise(*initial.cluster(G=1.0, rng=rng(), count=30, n=6))
+    second, i, j = _closest_pair(s, GRAVITY)
+    for b in range(s.batch):
+        times = sorted((float(pair_freefall_time(((s.pos[b, q] - s.pos[b, p]) ** 2).sum(),
+                                                 s.mass[b, p] + s.mass[b, q])), p, q)
+                       for p in range(6) for q in range(p + 1, 6))
+        assert (int(i[b]), int(j[b])) == times[0][1:]
+        assert float(second[b]) == pytest.approx(times[1][0], rel=1e-14)

@@ -64,12 +64,15 @@ def _closest_pair(s: Systems, gravity: Gravity) -> tuple[torch.Tensor, torch.Ten
     _, upper = pair_masks(n, s.pos.device)
 
     def two_shortest(pos: torch.Tensor, mass: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        tau = gravity.pair_timescales(pos, mass).masked_fill(~upper, float("inf"))
-        return tau.flatten(1).topk(2, dim=1, largest=False)
+        """The second shortest time and the flat index of the shortest: a minimum, then the minimum of
+        the others (not ``topk``: a library call that a compiled graph cannot fuse with the pair pass)."""
+        tau = gravity.pair_timescales(pos, mass).masked_fill(~upper, float("inf")).flatten(1)
+        idx = tau.argmin(1)
+        others = tau.masked_fill(torch.arange(n * n, device=tau.device) == idx[:, None], float("inf"))
+        return others.amin(1), idx
 
-    values, indices = in_blocks(two_shortest, s.pos, s.mass)
-    idx = indices[:, 0]
-    return values[:, 1], idx // n, idx % n
+    second, idx = in_blocks(two_shortest, s.pos, s.mass)
+    return second, idx // n, idx % n
 
 
 class Analytic(FeatureAdapter):
