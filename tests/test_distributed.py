@@ -1,6 +1,7 @@
 """Several processes: ``torchrun --nproc_per_node=2 -m aits train`` (gloo on the CPU) trains what one
 process trains, to rounding; a two-process run resumes, on two processes or one; a killed process
-stops the others within seconds and leaves the last checkpoint intact. The replay buffer's sharing
+stops the others within seconds and leaves the last checkpoint intact; SIGTERM to torchrun
+checkpoints and prints the torchrun command that resumes. The replay buffer's sharing
 of samples is checked without processes."""
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -44,6 +46,14 @@ def torchrun(*args: str, cwd: Path, processes: int = 2) -> subprocess.Popen:
 def aits(*args: str, cwd: Path) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "aits", *args], cwd=cwd, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=ENV)
+
+
+def wait_for(process: subprocess.Popen, done: Callable[[], bool], timeout: float = 90.0) -> None:
+    """Until ``done()``, while ``process`` runs."""
+    deadline = time.monotonic() + timeout
+    while not done():
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.05)
 
 
 def finish(process: subprocess.Popen, timeout: float = 120.0) -> tuple[int, str]:
@@ -103,10 +113,7 @@ def test_a_two_process_run_resumes_on_any_number_of_processes(runs: Path, name: 
 def test_a_killed_process_stops_every_process_and_the_last_checkpoint_stays(tmp_path: Path) -> None:
     launcher = torchrun("train", "--set", "system.params.count=8", *SMALL, "--epochs", "100000", "--out", "run",
                         cwd=tmp_path)
-    deadline = time.monotonic() + 90
-    while len(list((tmp_path / "run" / "checkpoints").glob("epoch-*.pt"))) < 2:
-        assert launcher.poll() is None and time.monotonic() < deadline, launcher.communicate()
-        time.sleep(0.05)
+    wait_for(launcher, lambda: len(list((tmp_path / "run" / "checkpoints").glob("epoch-*.pt"))) >= 2)
     os.kill(worker(launcher.pid, rank=1), signal.SIGKILL)
     killed = time.monotonic()
     rc, err = finish(launcher, timeout=60)
@@ -116,6 +123,22 @@ def test_a_killed_process_stops_every_process_and_the_last_checkpoint_stays(tmp_
     last = Path(line.split("last good checkpoint is ")[1].split(" ")[0])
     state = torch.load(tmp_path / last if not last.is_absolute() else last, weights_only=True)
     assert state["epoch"] >= 2 and state["buffer"]["size"] == 32 * state["epoch"]
+
+
+def test_sigterm_to_torchrun_checkpoints_every_process_and_says_how_to_resume(tmp_path: Path) -> None:
+    launcher = torchrun("train", "--set", "system.params.count=8", *SMALL, "--epochs", "100000", "--out", "run",
+                        cwd=tmp_path)
+    metrics = tmp_path / "run" / "metrics.jsonl"
+    wait_for(launcher, lambda: metrics.is_file() and len(metrics.read_text().splitlines()) >= 3)
+    launcher.send_signal(signal.SIGTERM)
+    _, err = finish(launcher, timeout=60)
+    saved = next(line for line in err.splitlines() if line.startswith("interrupted by signal 15: checkpoint saved to "))
+    resume = next(line for line in err.splitlines() if line.startswith("resume with: "))
+    path = tmp_path / saved.removeprefix("interrupted by signal 15: checkpoint saved to ")
+    assert resume == f"resume with: torchrun --standalone --nproc_per_node=2 -m aits train --resume {path.relative_to(tmp_path)}"
+    state = torch.load(path, weights_only=True)
+    assert len(state["metrics"]) == state["epoch"] >= 3 and state["buffer"]["size"] >= 32 * state["epoch"]
+    assert not [line for line in err.splitlines() if line.startswith("error: ")]
 
 
 def worker(launcher: int, rank: int) -> int:
