@@ -129,7 +129,7 @@ def test_compiled_iteration_takes_the_closed_form_step_once_and_its_gradient_cut
     autograd default: twice) and gives the eager run's penalty, counters and finite update."""
     steps = []  # per graph compiled: the closed-form steps (autograd.Function applications) in it
 
-    def counting(gm: torch.fx.GraphModule, example_inputs: list) -> Callable:
+    def counting(gm: torch.fx.GraphModule, example_inputs: list, **options: object) -> Callable:
         steps.append(sum("autograd_function_apply" in str(node.target) for node in gm.graph.nodes))
         return lookup_backend("aot_eager")(gm, example_inputs)
 

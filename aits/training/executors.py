@@ -176,6 +176,8 @@ class Compiled(Executor):
     """The whole iteration as one ``torch.compile`` graph per rule and batch layout (fixed shapes):
     every batch's step and losses, the gradient of the weighted mean by ``torch.func``, and
     :meth:`ClippedAdam.update_where`, applied where the eager executor would step. One host read.
+    Inductor's C++ wrapper: the graph's kernel and library calls from C++, not Python (1.10x the
+    samples/s at N = 2, M = 512 on a CPU; a few seconds more to compile).
 
     If compiling fails (e.g. no C++ compiler): a one-line warning, and :meth:`run` returns None from
     then on, so that the caller runs the iteration eagerly."""
@@ -193,7 +195,8 @@ class Compiled(Executor):
         try:
             key = (rule, tuple(b.load for b in batches), layout)
             if key not in self.graphs:
-                self.graphs[key] = torch.compile(self._iteration(rule, [b.load for b in batches], layout), dynamic=False)
+                self.graphs[key] = torch.compile(self._iteration(rule, [b.load for b in batches], layout), dynamic=False,
+                                                 options={"cpp_wrapper": True})
             self.stepper.deploy()
             inputs = [t for b in batches for t in (*b.inputs, b.rows)]
             reports, summary = self.graphs[key](*self.optimizer.tensors(), self.optimizer.next_step(), *inputs)
