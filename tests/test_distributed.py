@@ -176,16 +176,20 @@ def samples(count: int, first: int) -> tuple[Systems, torch.Tensor, torch.Tensor
 
 
 @pytest.mark.parametrize("capacity", [7, 50])
-def test_buffers_of_several_processes_hold_what_one_buffer_holds(capacity: int) -> None:
+@pytest.mark.parametrize("even", [True, False])
+def test_buffers_of_several_processes_hold_what_one_buffer_holds(capacity: int, even: bool) -> None:
     """Three processes add their shares of each batch in rank order (the ring wraps, and one batch
-    is larger than the capacity): together they hold every sample of the one buffer, each in one."""
-    one = ReplayBuffer(capacity, 2, 3, 1, 1, torch.float64, torch.device("cpu"))
-    shards = [ReplayBuffer(capacity, 2, 3, 1, 1, torch.float64, torch.device("cpu")) for _ in range(3)]
+    is larger than the capacity; unevenly, the first process records everything and its storage
+    grows): together they hold every sample of the one buffer, each in one, in a third of the rows."""
+    cpu = torch.device("cpu")
+    one = ReplayBuffer(capacity, 2, 3, 1, 1, torch.float64, cpu)
+    shards = [ReplayBuffer(capacity, 2, 3, 1, 1, torch.float64, cpu, processes=3) for _ in range(3)]
+    assert all(b.data["pos"].shape[0] == -(-capacity // 3) for b in shards)
     first = 0
-    for count in (5, 0, 4, 9, 2):
+    for count in (5, 0, 4, 9, 2, 30):
         one.add(*samples(count, first))
         for rank, buffer in enumerate(shards):
-            rows = share(count, rank, 3)
+            rows = share(count, rank, 3) if even else slice(0 if rank == 0 else count, count)
             buffer.add(*samples(rows.stop - rows.start, first + rows.start), offset=rows.start, total=count)
         first += count
     assert sum(b.owned.long() for b in shards).tolist() == one.owned.long().tolist()
@@ -195,3 +199,8 @@ def test_buffers_of_several_processes_hold_what_one_buffer_holds(capacity: int) 
         assert torch.equal(summed[name], reference[name]), name
     for buffer in shards:
         assert (buffer.size, buffer.cursor) == (one.size, one.cursor)
+        held = buffer.owned.nonzero()[:, 0]
+        assert all(torch.equal(x, y) for x, y in zip(buffer.gather(held)[0].tensors(), one.gather(held)[0].tensors()))
+        assert buffer.data["pos"].shape[0] <= capacity
+    if not even:
+        assert shards[0].data["pos"].shape[0] == min(capacity, one.size)  # grew to what it holds

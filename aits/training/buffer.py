@@ -10,24 +10,36 @@ FIELDS = ("pos", "vel", "mass", "acc", "energy", "history", "dt")
 
 
 class ReplayBuffer:
-    """Ring buffer: once ``capacity`` samples are held, each new one replaces the oldest."""
+    """Ring buffer: once ``capacity`` samples are held, each new one replaces the oldest.
+
+    The ring's slots are numbered over all processes of a run; each process stores only the samples
+    it holds (:attr:`owned`), in rows of its own (:attr:`row` maps a slot to its row), allocated for
+    ``capacity / processes`` samples and grown when a process holds more. In one process the row of
+    a slot is the slot."""
 
     def __init__(self, capacity: int, bodies: int, dims: int, history_len: int, memory_dim: int,
-                 dtype: torch.dtype, device: torch.device) -> None:
+                 dtype: torch.dtype, device: torch.device, processes: int = 1) -> None:
         self.capacity = capacity
+        rows = -(-capacity // processes)
         kw = {"dtype": dtype, "device": device}
         self.data = {
-            "pos": torch.zeros(capacity, bodies, dims, **kw),
-            "vel": torch.zeros(capacity, bodies, dims, **kw),
-            "mass": torch.zeros(capacity, bodies, **kw),
-            "acc": torch.zeros(capacity, bodies, dims, **kw),
-            "energy": torch.zeros(capacity, **kw),
-            "history": torch.zeros(capacity, history_len, memory_dim, **kw),
-            "dt": torch.zeros(capacity, **kw),
+            "pos": torch.zeros(rows, bodies, dims, **kw),
+            "vel": torch.zeros(rows, bodies, dims, **kw),
+            "mass": torch.zeros(rows, bodies, **kw),
+            "acc": torch.zeros(rows, bodies, dims, **kw),
+            "energy": torch.zeros(rows, **kw),
+            "history": torch.zeros(rows, history_len, memory_dim, **kw),
+            "dt": torch.zeros(rows, **kw),
         }
-        self.owned = torch.zeros(capacity, dtype=torch.bool, device=device)  # slots whose sample this process holds
+        self.row = torch.full((capacity,), -1, dtype=torch.int64, device=device)  # -1: held by another process
+        self.free = torch.arange(rows, device=device)  # rows holding no sample, used in this order
         self.size = 0
         self.cursor = 0  # where the next sample goes
+
+    @property
+    def owned(self) -> torch.Tensor:
+        """(capacity,) whether this process holds the sample in each slot."""
+        return self.row >= 0
 
     def add(self, s: Systems, energy: torch.Tensor, history: torch.Tensor, dt: torch.Tensor, offset: int = 0,
             total: int | None = None) -> None:
@@ -40,20 +52,33 @@ class ReplayBuffer:
         total = k if total is None else total
         if total == 0:
             return
-        device = self.owned.device
+        device = self.row.device
         positions = offset + torch.arange(k, device=device)  # in the sequence of all processes' samples
         slots = (self.cursor + positions) % self.capacity
         values = {"pos": s.pos, "vel": s.vel, "mass": s.mass, "acc": s.acc, "energy": energy, "history": history, "dt": dt}
         if total > self.capacity:  # only the newest `capacity` of them survive
             survive = positions >= total - self.capacity
             slots, values = slots[survive], {n: v[survive] for n, v in values.items()}
-        new = self.cursor + torch.arange(max(0, total - self.capacity), total, device=device)
-        self.owned[new % self.capacity] = False
-        self.owned[slots] = True
+        written = (self.cursor + torch.arange(max(0, total - self.capacity), total, device=device)) % self.capacity
+        released = self.row[written]
+        self.row[written] = -1
+        rows = self.take(torch.cat([self.free, released[released >= 0]]), slots.numel())
+        self.row[slots] = rows
         for name, value in values.items():
-            self.data[name][slots] = value.detach()
+            self.data[name][rows] = value.detach()
         self.cursor = (self.cursor + total) % self.capacity
         self.size = min(self.size + total, self.capacity)
+
+    def take(self, free: torch.Tensor, count: int) -> torch.Tensor:
+        """``count`` rows from ``free`` (the rest stay free), the storage grown when too few are free."""
+        if count > free.numel():
+            held = self.data["energy"].shape[0]
+            more = max(count - free.numel(), min(held, self.capacity - held))
+            for name, t in self.data.items():
+                self.data[name] = torch.cat([t, t.new_zeros((more, *t.shape[1:]))])
+            free = torch.cat([free, torch.arange(held, held + more, device=free.device)])
+        self.free = free[count:]
+        return free[:count]
 
     def indices(self, count: int, generator: torch.Generator, pad: bool = False) -> torch.Tensor:
         """Slots of ``min(count, size)`` distinct random samples.
@@ -66,27 +91,29 @@ class ReplayBuffer:
         return idx.to(self.data["pos"].device)
 
     def gather(self, idx: torch.Tensor) -> tuple[Systems, torch.Tensor, torch.Tensor]:
-        """The samples in slots ``idx``: (states, their energies, their history windows)."""
-        d = {name: self.data[name][idx] for name in ("pos", "vel", "mass", "acc", "energy", "history")}
+        """The samples in slots ``idx`` (held by this process): (states, their energies, their history windows)."""
+        rows = self.row[idx]
+        d = {name: self.data[name][rows] for name in ("pos", "vel", "mass", "acc", "energy", "history")}
         s = Systems(d["pos"], d["vel"], d["mass"], d["acc"], torch.zeros_like(d["energy"]))
         return s, d["energy"], d["history"]
 
     def state_dict(self) -> dict:
-        """The samples: copies of the first ``size`` rows (a slice would be saved with the whole
-        capacity it views), zero in the rows that another process holds."""
-        state = {"capacity": self.capacity, "size": self.size, "cursor": self.cursor,
-                 **{name: t[: self.size].to("cpu", copy=True) for name, t in self.data.items()}}
-        elsewhere = ~self.owned[: self.size].cpu()
-        if elsewhere.any():
-            for name in FIELDS:
-                state[name][elsewhere] = 0
+        """The samples by slot: the first ``size`` slots (copies), zero in the slots that another
+        process holds."""
+        rows = self.row[: self.size]
+        held = rows >= 0
+        state = {"capacity": self.capacity, "size": self.size, "cursor": self.cursor}
+        for name, t in self.data.items():
+            state[name] = torch.where(held.view(-1, *[1] * (t.dim() - 1)), t[rows.clamp_min(0)], 0).to("cpu", copy=True)
         return state
 
     def load_state_dict(self, state: dict, rank: int = 0, world_size: int = 1) -> None:
-        """Load every sample of ``state``; this process holds (and evaluates) the slots ``rank`` mod
-        ``world_size``."""
+        """Load every sample of ``state`` that this process holds: the slots ``rank`` mod ``world_size``."""
         self.size, self.cursor = int(state["size"]), int(state["cursor"])
+        slots = torch.arange(self.capacity, device=self.row.device)
+        mine = slots[(slots < self.size) & (slots % world_size == rank)]
+        self.row.fill_(-1)
+        rows = self.take(torch.arange(self.data["energy"].shape[0], device=self.row.device), mine.numel())
+        self.row[mine] = rows
         for name in FIELDS:
-            self.data[name][: state[name].shape[0]] = state[name].to(self.data[name])
-        slots = torch.arange(self.capacity, device=self.owned.device)
-        self.owned = (slots < self.size) & (slots % world_size == rank)
+            self.data[name][rows] = state[name][mine.cpu()].to(self.data[name])

@@ -36,7 +36,7 @@ class Population:
         self.history = adapter.empty_history(systems)
         self.accepted_steps = torch.zeros(systems.batch, dtype=torch.int64, device=systems.pos.device)
         self.buffer = ReplayBuffer(replay_capacity, systems.bodies, systems.dims, adapter.history_len,
-                                   adapter.memory_dim, systems.pos.dtype, systems.pos.device)
+                                   adapter.memory_dim, systems.pos.dtype, systems.pos.device, self.strategy.world_size)
 
     @property
     def batch(self) -> int:
