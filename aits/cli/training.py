@@ -36,9 +36,8 @@ def start(config: Path | None, sets: list[str], resume: Path | None, out: Path |
     else:
         trainer = build_trainer(load_config(config, sets), reporter, strategy)  # builds everything (and validates plugin names)
     sinks.resolve(trainer.config.logging.sinks)  # before any file is written
-    if strategy.is_global_zero:
-        run = _run_dir(trainer, resume, out, command)
-    return trainer, runs.RunDir(Path(strategy.broadcast_object(str(run.path) if strategy.is_global_zero else None)))
+    path = str(_run_dir(trainer, resume, out, command).path) if strategy.is_global_zero else None
+    return trainer, runs.RunDir(Path(strategy.broadcast_object(path)))
 
 
 def _run_dir(trainer: Trainer, resume: Path | None, out: Path | None, command: str) -> runs.RunDir:
