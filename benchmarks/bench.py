@@ -56,6 +56,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="simulate with the engine's compiled loop (on, default; compiling takes ~5-60 s per cell, "
                         "not timed) or eagerly (off)")
     p.add_argument("--only", nargs="+", choices=PARTS, help="run only these parts (default: all)")
+    p.add_argument("--target-net", default="64,64", metavar="H1,H2,..",
+                   help="hidden layer sizes of the network in the targets (default 64,64, the issue's)")
     p.add_argument("--compile", action="store_true",
                    help="also time Part 1 rejections and Part 2 at M=512 with the config key compile on (each cell "
                         "compiles first: tens of seconds)")
@@ -65,6 +67,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     quick = args.quick
     args.nets = [[int(x) for x in n.split(",")] for n in (args.nets or (["64,64"] if quick else ["64,64", "256,256,256"]))]
+    args.target_net = [int(x) for x in args.target_net.split(",")]
     args.bodies = args.bodies or ([2, 8] if quick else [2, 3, 8, 32, 128])
     args.minibatch = args.minibatch or ([64, 512, 4096] if quick else [64, 512, 4096, 65536])
     args.part1_batch = args.part1_batch or [64]

@@ -51,7 +51,7 @@ def render(args: Namespace, res: Results, console: Console) -> dict:
         checks = targets.evaluate(res)
         rows = [[t.verdict, t.what, "-" if t.value is None else f"{t.value:.3g}", ("<= " if t.at_most else ">= ")
                  + f"{t.goal:g}", t.detail] for t in checks]
-        console.print(table("Issue-16 targets, each a ratio measured side by side in this run ([64, 64], float64)",
+        console.print(table(f"Issue-16 targets, each a ratio measured side by side in this run ({args.target_net}, {args.dtype})",
                             ["", "target", "ratio", "goal", "measured"], rows))
         derived["targets"] = [{**t.__dict__, "verdict": t.verdict} for t in checks]
     return derived

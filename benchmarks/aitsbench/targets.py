@@ -1,4 +1,5 @@
-"""The issue-16 targets, each measured against its reference in the same run ([64, 64], float64).
+"""The issue-16 targets, each measured against its reference in the same run (float64; the network
+[64, 64] as in the issue, or ``--target-net``).
 
 The reference for the Part 2 rates and memory is the same trainer with the leapfrog differentiated
 by autograd through the pair tensors (:class:`~.builders.AutogradLeapfrog`), the gradient path before
@@ -21,7 +22,6 @@ from .part2 import generalize_work, reference_loop
 from .results import Results, fmt_mb, fmt_rate
 from .simulate import step_work
 
-NET = [64, 64]
 M = 512
 MEMORY = (32, 4096)  # N, M of the peak-memory target
 SIM_BODIES = 16
@@ -46,21 +46,22 @@ class Target:
 def cells(args: Namespace, clock: Clock, res: Results) -> None:
     """Every cell the targets need, under the net name ``targets``; the cells of each comparison
     measured in turn, ``ROUNDS`` times (see :func:`interleaved`)."""
-    res.use_net(NET, "targets")
+    net = args.target_net
+    res.use_net(net, "targets")
     for n in (2, 8, 32):
-        works = {"part2": generalize_work(args, NET, n, M)[0],
-                 "part2_autograd": generalize_work(args, NET, n, M, integrator=AutogradLeapfrog())[0],
-                 "part2_compiled": generalize_work(args, NET, n, M, compiled=True)[0]}
+        works = {"part2": generalize_work(args, net, n, M)[0],
+                 "part2_autograd": generalize_work(args, net, n, M, integrator=AutogradLeapfrog())[0],
+                 "part2_compiled": generalize_work(args, net, n, M, compiled=True)[0]}
         runs = {kind: timed(args, clock, work, "samples") for kind, work in works.items()}
         interleaved(res, {"bodies": n, "batch": M}, runs)
-    tr = filled_trainer(build_config(args, NET, 2, 1, replay_capacity=args.ref_chunk, **NEVER), 2, args.ref_chunk)
+    tr = filled_trainer(build_config(args, net, 2, 1, replay_capacity=args.ref_chunk, **NEVER), 2, args.ref_chunk)
     interleaved(res, {"bodies": 2, "batch": 1},
                 {"part2_ref": lambda: {**reference_loop(args, clock, tr, "accumulate"), "unit": "samples"}})
     n, m = MEMORY
-    works = {"part2": generalize_work(args, NET, n, m)[0],
-             "part2_autograd": generalize_work(args, NET, n, m, integrator=AutogradLeapfrog())[0]}
+    works = {"part2": generalize_work(args, net, n, m)[0],
+             "part2_autograd": generalize_work(args, net, n, m, integrator=AutogradLeapfrog())[0]}
     interleaved(res, {"bodies": n, "batch": m}, {k: timed(args, clock, w, "samples") for k, w in works.items()})
-    tr = build_trainer(build_config(args, NET, SIM_BODIES, 1))
+    tr = build_trainer(build_config(args, net, SIM_BODIES, 1))
     works = {f"simulate_{policy}": step_work(args, tr, SIM_BODIES, 1, policy)[0] for policy in ("learned", "freefall")}
     interleaved(res, {"bodies": SIM_BODIES, "batch": 1}, {k: timed(args, clock, w, "steps") for k, w in works.items()})
 
