@@ -13,6 +13,7 @@ from aits.training.population import split
 from aits.training.step import Stepper, StepResult
 
 if TYPE_CHECKING:
+    from aits.training.executors import Batch
     from aits.training.trainer import Trainer
 
 
@@ -53,8 +54,7 @@ def generalize(t: Trainer) -> dict:
         return stats
     distinct = [min(share, p.buffer.size) for p, share in drawn]  # with fixed shapes, padded rows follow
     compiled = t.executors.compiles([(share, p.bodies) for p, share in drawn])
-    ratios: list[torch.Tensor] = []
-    done: list[torch.Tensor] = []
+    final: list[tuple[tuple, Batch]] = []  # the last iteration's reports and batches (read once, after the loop)
     for iteration in range(1, cfg.max_generalize_iters + 1):
         t.stop_point()
         batches = [p.replay(p.buffer.indices(share, t.rng, pad=compiled), n) for (p, share), n in zip(drawn, distinct)]
@@ -62,12 +62,12 @@ def generalize(t: Trainer) -> dict:
         n, n_done, n_gate = it.totals
         stats.update(iterations=iteration, pass_rate=n_done / n, gate_pass_rate=n_gate / n)
         t.reporter.part2_progress(iteration, stats["pass_rate"])
-        done = [report[0][b.rows] for report, b in zip(it.reports, batches)]
-        ratios = [report[1][b.rows] for report, b in zip(it.reports, batches)]
+        final = list(zip(it.reports, batches))
         if n_done == n:
             stats["converged"] = True
             break
-    done, ratios = [t.strategy.gather_rows(d) for d in done], [t.strategy.gather_rows(q) for q in ratios]
+    done = [t.strategy.gather_rows(report[0][b.rows]) for report, b in final]
+    ratios = [t.strategy.gather_rows(report[1][b.rows]) for report, b in final]
     stats["dt_over_tau_median"] = math.exp(median(torch.cat([torch.empty(0, dtype=t.dtype, device=t.device), *ratios])))
     if len(pops) > 1:
         last = {p.name: (d, q) for (p, _), d, q in zip(drawn, done, ratios)}
