@@ -152,17 +152,19 @@ def worker(launcher: int, rank: int) -> int:
     raise AssertionError(f"no worker of rank {rank}")
 
 
-def test_collect_refuses_several_processes(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("command", [["collect", "--epochs", "1"], ["generalize", "model.pt", "--data", "data.pt"],
+                                     ["sweep", "sweep.yaml"]])
+def test_other_training_commands_refuse_several_processes(monkeypatch: pytest.MonkeyPatch, command: list[str]) -> None:
     from typer.testing import CliRunner
 
     from aits.cli import app
 
     monkeypatch.setenv("RANK", "0")
     monkeypatch.setenv("WORLD_SIZE", "2")
-    result = CliRunner().invoke(app, ["collect", "--epochs", "1"])
+    result = CliRunner().invoke(app, command)
     assert result.exit_code == 2
     assert result.output.strip().splitlines() == [
-        "error: aits collect runs in one process; launch it without torchrun (aits train runs on several)"]
+        f"error: aits {command[0]} runs in one process; launch it without torchrun (aits train runs on several)"]
 
 
 # --------------------------------------------------------------------------- the buffer's shares, in one process

@@ -95,8 +95,10 @@ def sweep_cli(space: Annotated[Path, typer.Argument(metavar="SWEEP.yaml", help="
     from aits.errors import UserError
     from aits.sweep.spec import STUDY_NAME, load_spec
     from aits.sweep.study import import_optuna, run_sweep
+    from aits.training.distributed import single_process_only
     from aits.training.run import Interrupted
 
+    single_process_only("sweep")
     spec = load_spec(space)
     if study is not None and not STUDY_NAME.fullmatch(study):
         raise UserError(f"--study must be a name of letters, digits, '.', '_' and '-', got {study!r}")
