@@ -405,16 +405,18 @@ def _set_path(data: dict, path: list[str], value: Any, depth: int = 0) -> dict:
 RENAMED_VALUES = {"training.done_criterion": {"band": "floor_and_gate"}}  # key -> {old: new}
 
 
-def _renamed(data: dict) -> dict:
-    """``data`` with every deprecated value of :data:`RENAMED_VALUES` replaced by its new name."""
+def _renamed(data: dict, warn: bool = True) -> dict:
+    """``data`` with every deprecated value of :data:`RENAMED_VALUES` replaced by its new name
+    (``warn``: with a one-line warning, for what the user wrote)."""
     for key, renames in RENAMED_VALUES.items():
         path = key.split(".")
         value: Any = data
         for part in path:
             value = value.get(part) if isinstance(value, dict) else None
         if isinstance(value, str) and value in renames:
-            warnings.warn(f"config key {key}: {value!r} is deprecated, use {renames[value]!r} (the same meaning)",
-                          FutureWarning, stacklevel=3)
+            if warn:
+                warnings.warn(f"config key {key}: {value!r} is deprecated, use {renames[value]!r} (the same meaning)",
+                              FutureWarning, stacklevel=3)
             data = _set_path(data, path, renames[value])
     return data
 
@@ -442,7 +444,10 @@ def load_config(path: Path | None = None, overrides: list[str] | None = None) ->
 
 def saved_config(data: dict) -> dict:
     """A config saved in a checkpoint, with the keys that older versions did not write set to what
-    those versions did (``model.output: free``), so that an old policy rebuilds as it was trained."""
+    those versions did (``model.output: free``), so that an old policy rebuilds as it was trained;
+    renamed values are read under their new names without a warning (the user did not write them)."""
+    if isinstance(data, dict):
+        data = _renamed(data, warn=False)
     model = data.get("model") if isinstance(data, dict) else None
     if isinstance(model, dict) and "output" not in model:
         data = {**data, "model": {**model, "output": "free"}}

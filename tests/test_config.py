@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ from aits.config import (
     load_config,
     parse_override,
     read_yaml,
+    saved_config,
 )
 from aits.errors import UserError
 
@@ -208,6 +210,9 @@ def test_the_old_done_criterion_band_is_read_as_floor_and_gate_with_one_warning(
     with pytest.warns(FutureWarning, match=old):
         assert config_from_dict(saved) == RunConfig()
     assert saved["training"]["done_criterion"] == "band"  # the caller's dict is left alone
+    with warnings.catch_warnings():  # a checkpoint's own config: read under the new name, silently
+        warnings.simplefilter("error")
+        assert config_from_dict(saved_config(saved)) == RunConfig()
 
 
 def test_yaml_numbers_without_a_dot_are_floats() -> None:
