@@ -19,7 +19,12 @@ def _place(rel_pos: torch.Tensor, rel_vel: torch.Tensor, m1: torch.Tensor, m2: t
     if dims not in (2, 3):
         raise UserError(f"dims must be 2 or 3, not {dims}")
     pad = torch.zeros(rel_pos.shape[0], dims - 2, dtype=rel_pos.dtype)
-    rel_pos, rel_vel = torch.cat([rel_pos, pad], -1), torch.cat([rel_vel, pad], -1)
+    return two_bodies(torch.cat([rel_pos, pad], -1), torch.cat([rel_vel, pad], -1), m1, m2)
+
+
+def two_bodies(rel_pos: torch.Tensor, rel_vel: torch.Tensor, m1: torch.Tensor, m2: torch.Tensor) -> Bodies:
+    """Two bodies of masses ``m1``, ``m2`` (B,) about their centre of mass, from their relative
+    position and velocity (B, D) (body 2 minus body 1)."""
     total = (m1 + m2)[:, None]
     pos = torch.stack([-m2[:, None] / total * rel_pos, m1[:, None] / total * rel_pos], 1)
     vel = torch.stack([-m2[:, None] / total * rel_vel, m1[:, None] / total * rel_vel], 1)

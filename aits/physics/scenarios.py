@@ -10,7 +10,7 @@ import torch
 
 from aits.errors import UserError
 from aits.physics import kepler
-from aits.physics.initial import PHASES, Bodies, to_centre_of_mass, virialise
+from aits.physics.initial import PHASES, Bodies, to_centre_of_mass, two_bodies, virialise
 
 F64 = torch.float64
 
@@ -68,9 +68,10 @@ def hierarchical_triple(
     r_in, v_in = _orbit(full(a_in), e_i, _anomaly(rng, count, e_i, phase), full(m_in), G, full(0.0), dims)
     r_out, v_out = _orbit(full(a_out), e_o, _anomaly(rng, count, e_o, phase), full(m_in + m3), G,
                           full(inclination), dims)
-    pos = torch.stack([-m2 / m_in * r_in, m1 / m_in * r_in, r_out], 1)
-    vel = torch.stack([-m2 / m_in * v_in, m1 / m_in * v_in, v_out], 1)
-    mass = full(0.0)[:, None] + torch.tensor([m1, m2, m3], dtype=F64)
+    inner_pos, inner_vel, inner_mass = two_bodies(r_in, v_in, full(m1), full(m2))
+    pos = torch.cat([inner_pos, r_out[:, None]], 1)
+    vel = torch.cat([inner_vel, v_out[:, None]], 1)
+    mass = torch.cat([inner_mass, full(m3)[:, None]], 1)
     return to_centre_of_mass(pos, mass), to_centre_of_mass(vel, mass), mass
 
 
@@ -119,11 +120,9 @@ def flyby(
     p = q * (1 + e)
     anomaly = -torch.acos(((p / r_start - 1) / e).clamp(-1, 1))  # inbound: before pericentre
     a = -q / (e - 1)
-    r, v = _orbit(a, e, anomaly, torch.full((count,), m1 + m2, dtype=F64), G, torch.zeros(count, dtype=F64), dims)
-    m_total = m1 + m2
-    pos = torch.stack([-m2 / m_total * r, m1 / m_total * r], 1)
-    vel = torch.stack([-m2 / m_total * v, m1 / m_total * v], 1)
-    return pos, vel, torch.tensor([m1, m2], dtype=F64).expand(count, -1).clone()
+    full = lambda v: torch.full((count,), float(v), dtype=F64)  # noqa: E731
+    r, v = _orbit(a, e, anomaly, full(m1 + m2), G, full(0.0), dims)
+    return two_bodies(r, v, full(m1), full(m2))
 
 
 def flyby_time_to_pericentre(q: float, e: float, r: float, m_total: float, G: float = 1.0) -> float:
