@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -80,7 +81,20 @@ class PlainReporter:
             self.console.print(epoch_line(metrics))
 
 
-class RichReporter:
+class ProgressBar:
+    """A reporter that shows a rich ``self.progress`` bar while it is entered."""
+
+    progress: Progress
+
+    def __enter__(self):
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.__exit__(*exc)
+
+
+class RichReporter(ProgressBar):
     """Epoch bar with live Part 1 retries and Part 2 pass rate."""
 
     def __init__(self, console: Console) -> None:
@@ -89,13 +103,6 @@ class RichReporter:
             TimeElapsedColumn(), TimeRemainingColumn(), console=console,
         )
         self.task = None
-
-    def __enter__(self) -> RichReporter:
-        self.progress.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.progress.__exit__(*exc)
 
     def epoch_started(self, epoch: int, total: int) -> None:
         if self.task is None:
@@ -117,3 +124,61 @@ class RichReporter:
 
 def make_reporter(console: Console):
     return RichReporter(console) if console.is_terminal else PlainReporter(console)
+
+
+# --- aits sweep -----------------------------------------------------------------------------------
+
+
+def params_text(trial: Any) -> str:
+    return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in trial.params.items())
+
+
+def trial_line(trial: Any, best: Any | None) -> str:
+    """One line per finished trial: its state, value and parameters, and the best so far."""
+    value = f" {trial.value:.4g}" if trial.value is not None else ""
+    best_text = f" | best {best.value:.4g} (trial {best.number})" if best is not None else ""
+    return f"trial {trial.number} {trial.state.name.lower()}{value}{best_text} | {params_text(trial)}"
+
+
+class PlainSweepProgress:
+    """Plain lines (CI, batch logs): one per message and per finished trial."""
+
+    def __init__(self, console) -> None:
+        self.console = console
+
+    def __enter__(self) -> PlainSweepProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None: ...
+
+    def say(self, message: str) -> None:
+        self.console.print(message, markup=False)
+
+    def trial_started(self, number: int, epochs: int) -> None: ...
+
+    def epoch_finished(self, number: int, epoch: int) -> None: ...
+
+    def trial_finished(self, trial: Any, best: Any | None) -> None:
+        self.say(trial_line(trial, best))
+
+
+class RichSweepProgress(ProgressBar, PlainSweepProgress):
+    """A bar over the trials with the running trial's epoch; finished trials print above it."""
+
+    def __init__(self, console, total: int) -> None:
+        super().__init__(console)
+        self.progress = Progress(TextColumn("[bold]trials"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=console)
+        self.task = self.progress.add_task("sweep", total=total, status="")
+        self.epochs = 0
+
+    def trial_started(self, number: int, epochs: int) -> None:
+        self.epochs = epochs
+        self.progress.update(self.task, status=f"trial {number}: epoch 0/{epochs}")
+
+    def epoch_finished(self, number: int, epoch: int) -> None:
+        self.progress.update(self.task, status=f"trial {number}: epoch {epoch}/{self.epochs}")
+
+    def trial_finished(self, trial: Any, best: Any | None) -> None:
+        super().trial_finished(trial, best)
+        self.progress.advance(self.task)

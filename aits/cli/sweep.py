@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Optional
 
 import typer
 
@@ -18,70 +18,6 @@ StorageOpt = Annotated[Optional[str], typer.Option(
 StudyOpt = Annotated[Optional[str], typer.Option("--study", help="Study name (overrides the file's).")]
 
 
-def params_text(trial: Any) -> str:
-    return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in trial.params.items())
-
-
-def trial_line(trial: Any, best: Any | None) -> str:
-    """One line per finished trial: its state, value and parameters, and the best so far."""
-    value = f" {trial.value:.4g}" if trial.value is not None else ""
-    best_text = f" | best {best.value:.4g} (trial {best.number})" if best is not None else ""
-    return f"trial {trial.number} {trial.state.name.lower()}{value}{best_text} | {params_text(trial)}"
-
-
-class PlainSweepProgress:
-    """Plain lines (CI, batch logs): one per message and per finished trial."""
-
-    def __init__(self, console) -> None:
-        self.console = console
-
-    def __enter__(self) -> PlainSweepProgress:
-        return self
-
-    def __exit__(self, *exc: object) -> None: ...
-
-    def say(self, message: str) -> None:
-        self.console.print(message, markup=False)
-
-    def trial_started(self, number: int, epochs: int) -> None: ...
-
-    def epoch_finished(self, number: int, epoch: int) -> None: ...
-
-    def trial_finished(self, trial: Any, best: Any | None) -> None:
-        self.say(trial_line(trial, best))
-
-
-class RichSweepProgress(PlainSweepProgress):
-    """A bar over the trials with the running trial's epoch; finished trials print above it."""
-
-    def __init__(self, console, total: int) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        super().__init__(console)
-        self.progress = Progress(TextColumn("[bold]trials"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=console)
-        self.task = self.progress.add_task("sweep", total=total, status="")
-        self.epochs = 0
-
-    def __enter__(self) -> RichSweepProgress:
-        self.progress.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.progress.__exit__(*exc)
-
-    def trial_started(self, number: int, epochs: int) -> None:
-        self.epochs = epochs
-        self.progress.update(self.task, status=f"trial {number}: epoch 0/{epochs}")
-
-    def epoch_finished(self, number: int, epoch: int) -> None:
-        self.progress.update(self.task, status=f"trial {number}: epoch {epoch}/{self.epochs}")
-
-    def trial_finished(self, trial: Any, best: Any | None) -> None:
-        super().trial_finished(trial, best)
-        self.progress.advance(self.task)
-
-
 @command("sweep")
 def sweep_cli(space: Annotated[Path, typer.Argument(metavar="SWEEP.yaml", help="Search space, objective and trials.")],
               trials: TrialsOpt = None, out: SweepDirOpt = None, storage: StorageOpt = None,
@@ -91,7 +27,7 @@ def sweep_cli(space: Annotated[Path, typer.Argument(metavar="SWEEP.yaml", help="
     pruned early; re-running the command continues the study."""
     from dataclasses import replace
 
-    from aits.cli.progress import make_console
+    from aits.cli.progress import PlainSweepProgress, RichSweepProgress, make_console, params_text
     from aits.errors import UserError
     from aits.sweep.spec import STUDY_NAME, load_spec
     from aits.sweep.study import import_optuna, run_sweep
