@@ -25,6 +25,7 @@ def sweep_cli(space: Annotated[Path, typer.Argument(metavar="SWEEP.yaml", help="
     """Search hyperparameters with Optuna: each trial trains a normal run directory, is judged by the
     objective (learned / best classical steps on validation problems, or a training metric) and may be
     pruned early; re-running the command continues the study."""
+    from collections import Counter
     from dataclasses import replace
 
     from aits.cli.progress import PlainSweepProgress, RichSweepProgress, make_console, params_text
@@ -50,9 +51,7 @@ def sweep_cli(space: Annotated[Path, typer.Argument(metavar="SWEEP.yaml", help="
         console.print(f"interrupted by signal {exc.signum}: the running trial stopped (checkpoint {exc.saved}); "
                       "re-run the same command to continue the study", markup=False)
         raise typer.Exit(exc.exit_code) from None
-    counts: dict[str, int] = {}
-    for trial in result.study.trials:
-        counts[trial.state.name.lower()] = counts.get(trial.state.name.lower(), 0) + 1
+    counts = Counter(trial.state.name.lower() for trial in result.study.trials)
     console.print(f"study {spec.study}: " + ", ".join(f"{n} {state}" for state, n in sorted(counts.items())),
                   markup=False)
     if result.best is None:
