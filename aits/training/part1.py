@@ -79,18 +79,20 @@ def collect(t: Trainer) -> dict:
         accepted += int(it.totals[1])
         for i, (p, a, r) in enumerate(zip(pops, active, results)):
             ok = a & t.stepper.passes_gate(r)
-            if bool(ok.any()):
+            failed = a & ~ok
+            any_ok = bool(ok.any())
+            if any_ok:
                 t.policy.observe(p.systems.index(ok), p.history[ok])  # the feature range a bounded policy clamps to
             recorded += p.accept(ok, r, t.adapter)
-            if bool(ok.any()):
+            if any_ok:
                 accepted_err[i].append(r.rel_dE[ok].detach())
                 accepted_ratio[i].append(r.log_ratio[ok].detach())
                 remaining[i] -= ok.long()
                 retries[i].masked_fill_(ok, 0)
-            n_failed = int(a.sum()) - int(ok.sum())
+            n_failed = int(failed.sum())
             if n_failed:
                 rejected[i] += n_failed
-                retries[i] += (a & ~ok).long()
+                retries[i] += failed.long()
         share_feature_range(t)
         if it.totals[0] == 0:  # no system of any process was rejected
             continue
@@ -103,9 +105,9 @@ def collect(t: Trainer) -> dict:
                 f"Part 1 retrained {cfg.max_retrain_steps} times on one state without an accepted step "
                 f"(training.max_retrain_steps); the policy cannot reach energy_threshold={cfg.energy_threshold:g}"
             )
-    gathered = [(gather(t, e), gather(t, q), n) for e, q, n in zip(accepted_err, accepted_ratio, rejected)]
+    pairs = [(gather(t, e), gather(t, q)) for e, q in zip(accepted_err, accepted_ratio)]
     counts = t.strategy.all_reduce(torch.tensor(rejected, dtype=torch.int64, device=t.device)).tolist()
-    gathered = [(e, q, n) for (e, q, _), n in zip(gathered, counts)]
+    gathered = [(e, q, n) for (e, q), n in zip(pairs, counts)]
     overall = summary([e for e, _, _ in gathered], [q for _, q, _ in gathered], counts)
     stats = {"accepted": overall.pop("accepted"), "rejected": overall.pop("rejected"), "retrain_iters": retrain,
              "recorded": recorded, **overall}
