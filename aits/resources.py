@@ -74,17 +74,22 @@ def estimate(config: RunConfig, adapter: FeatureAdapter, generators: list[Callab
         shapes.append((bodies, dims))
         chunk = min(count, max(1, training.max_chunk_pairs // bodies**2))
         rows = max(rows, chunk)
-        per_system = 3 * bodies * dims + bodies + 2 + history
-        parts += [Part("training systems", f"{key}.count={count}", count * per_system * itemsize * STATE_COPIES),
+        parts += [Part("training systems", f"{key}.count={count}",
+                       count * numbers_per_system(bodies, dims, history) * itemsize * STATE_COPIES),
                   Part(f"pair forces of {bodies}-body systems", f"{key} and training.max_chunk_pairs",
                        chunk * bodies**2 * dims * itemsize * PAIR_COPIES)]
     bodies, dims = max(shapes, default=(2, 3))
-    sample = 3 * bodies * dims + bodies + 2 + history
     parts += [Part("replay buffer", f"training.replay_capacity={training.replay_capacity}",
-                   training.replay_capacity * sample * itemsize),
+                   training.replay_capacity * numbers_per_system(bodies, dims, history) * itemsize),
               Part("network activations", f"model.hidden={config.model.hidden}",
                    rows * sum(config.model.hidden) * itemsize * 4)]
     return parts
+
+
+def numbers_per_system(bodies: int, dims: int, history: int) -> int:
+    """The numbers one system's state (or one replay sample) holds: positions, velocities and
+    accelerations, masses, two scalars and the history window."""
+    return 3 * bodies * dims + bodies + 2 + history
 
 
 def systems_shape(generator: Callable, params: dict, G: float) -> tuple[int, int, int] | None:
