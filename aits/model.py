@@ -71,12 +71,20 @@ class Policy(nn.Module):
     ``feature_lo``, ``feature_hi``, saved with the weights, widened by :meth:`observe`; no clamping
     before the first observation), so that on unfamiliar states it answers as at the edge of the
     familiar ones.
+
+    Trained on several populations, the policy learns one offset of log dt per population (zero
+    mean, ``population_offsets``), added in training only: the energy gate is relative to each
+    system's own energy, so that the same per-step error asks for a different overall level of
+    dt / tau in a binary than in a cluster. The offsets absorb those levels, and the network learns
+    only how dt varies with the state, which is what carries over to a new system (whose overall
+    level ``aits simulate --target-error`` searches). Deployed, the policy steps at the mean level.
     """
 
-    def __init__(self, adapter: FeatureAdapter, config: ModelConfig) -> None:
+    def __init__(self, adapter: FeatureAdapter, config: ModelConfig, populations: int = 1) -> None:
         super().__init__()
         self.adapter = adapter
         self.net = DtNet(adapter.dim, config)
+        self.population_offsets = nn.Parameter(torch.zeros(populations)) if populations > 1 else None
         self.clamps = self.net.bounded
         if self.clamps:  # lo > hi: nothing seen yet (finite, so that checkpoints hold finite numbers only)
             self.register_buffer("feature_lo", torch.full((adapter.dim,), UNSEEN))
@@ -90,12 +98,20 @@ class Policy(nn.Module):
             torch.minimum(self.feature_lo, features.amin(0), out=self.feature_lo)
             torch.maximum(self.feature_hi, features.amax(0), out=self.feature_hi)
 
-    def forward(self, s: Systems, history: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(dt, log(dt / tau))``, each (B,)."""
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args) -> None:
+        key = prefix + "population_offsets"
+        if self.population_offsets is not None and key not in state_dict:  # trained before the offsets
+            state_dict[key] = torch.zeros_like(self.population_offsets)
+        super()._load_from_state_dict(state_dict, prefix, *args)
+
+    def forward(self, s: Systems, history: torch.Tensor, population: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(dt, log(dt / tau))``, each (B,); with ``population`` (in training), at that population's level."""
         features, tau = self.adapter.features_and_timescale(s, history)
         if self.clamps:
             seen = self.feature_lo <= self.feature_hi
             features = torch.where(seen, torch.minimum(torch.maximum(features, self.feature_lo), self.feature_hi),
                                    features)
         log_ratio = self.net(features)
+        if population is not None and self.population_offsets is not None:
+            log_ratio = log_ratio + (self.population_offsets[population] - self.population_offsets.mean())
         return tau * torch.exp(log_ratio), log_ratio

@@ -61,8 +61,8 @@ class SpoiledPolicy:
         self.forward, self.value, self.rows, self.when, self.spoil_ratio = t.policy.forward, value, rows, when, spoil_ratio
         self.calls = self.spoiled = 0
 
-    def __call__(self, s: Systems, history: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        dt, log_ratio = self.forward(s, history)
+    def __call__(self, s: Systems, history: torch.Tensor, population: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        dt, log_ratio = self.forward(s, history, population)
         call, self.calls = self.calls, self.calls + 1
         if self.when(call) and dt.numel():
             dt = dt.clone()

@@ -172,3 +172,27 @@ def test_compiled_mixed_iterations_match_eager_as_one_graph_per_part(monkeypatch
     assert eager.counters == compiled.counters
     assert counters["stats"]["unique_graphs"] == 2 and not counters["graph_break"]  # all populations in one graph
     torch._dynamo.reset()
+
+
+def test_each_population_trains_at_its_own_level_and_the_policy_deploys_at_their_mean() -> None:
+    t = mixed()
+    offsets = t.policy.population_offsets
+    assert offsets is not None and offsets.shape == (3,) and not offsets.any()
+    t.run_epoch()
+    assert offsets.abs().max() > 0  # learned: the populations ask for different levels of dt / tau
+    p = t.populations[1]
+    with torch.no_grad():
+        deployed, _ = t.policy(p.systems, p.history)
+        for i in range(3):
+            dt, _ = t.policy(p.systems, p.history, i)
+            assert torch.allclose(dt / deployed, torch.exp(offsets[i] - offsets.mean()).expand_as(dt), rtol=1e-12)
+    assert build_trainer(load_config(None, ["system.params.count=2"])).policy.population_offsets is None
+
+
+def test_a_mixed_policy_saved_before_the_offsets_loads_with_level_zero() -> None:
+    t = mixed()
+    state = {k: v for k, v in t.policy.state_dict().items() if k != "population_offsets"}
+    fresh = mixed().policy
+    fresh.population_offsets.data.fill_(0.5)
+    fresh.load_state_dict(state)
+    assert not fresh.population_offsets.any()

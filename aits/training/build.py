@@ -27,7 +27,7 @@ def build_adapter(config: RunConfig, gravity: Gravity) -> FeatureAdapter:
 def build_policy(config: RunConfig, gravity: Gravity, adapter: FeatureAdapter | None = None) -> Policy:
     """The untrained policy network of ``config`` (on ``adapter``, default :func:`build_adapter`),
     float64 on the CPU."""
-    return Policy(adapter or build_adapter(config, gravity), config.model)
+    return Policy(adapter or build_adapter(config, gravity), config.model, len(config.population_configs()))
 
 
 def build_trainer(config: RunConfig, reporter: Reporter | None = None, strategy: Strategy | None = None) -> Trainer:
@@ -55,7 +55,7 @@ def build_trainer(config: RunConfig, reporter: Reporter | None = None, strategy:
                             "system.params" if not config.populations else f"populations[{i}].params")
                for i, (kind, generator) in enumerate(zip(kinds, generators))]
     capacities = split(config.training.replay_capacity, [s.batch for s in systems])
-    populations = [Population(kind.label, s, gravity, policy.adapter, capacity, strategy)
-                   for kind, s, capacity in zip(kinds, systems, capacities)]
+    populations = [Population(kind.label, s, gravity, policy.adapter, capacity, strategy, i)
+                   for i, (kind, s, capacity) in enumerate(zip(kinds, systems, capacities))]
     stepper = Stepper(policy, integrator, gravity, loss_fn, config.training)
     return Trainer(config, stepper, optimizer, populations, rng, strategy, reporter)

@@ -59,15 +59,17 @@ def live_states(pos: torch.Tensor, vel: torch.Tensor, mass: torch.Tensor, acc: t
 @dataclass(frozen=True)
 class Batch:
     """One population's rows of an iteration: ``load(*inputs)`` gives (states, energies, history
-    windows); ``rows`` (B,) marks the rows that count (the others are evaluated only to keep shapes)."""
+    windows); ``rows`` (B,) marks the rows that count (the others are evaluated only to keep shapes);
+    ``population``: the index of the population they belong to."""
 
     load: Load
     inputs: tuple[torch.Tensor, ...]
     rows: torch.Tensor
     bodies: int
+    population: int = 0
 
     def chunk(self, rows: slice) -> Batch:
-        return Batch(self.load, tuple(t[rows] for t in self.inputs), self.rows[rows], self.bodies)
+        return Batch(self.load, tuple(t[rows] for t in self.inputs), self.rows[rows], self.bodies, self.population)
 
 
 @dataclass
@@ -115,7 +117,7 @@ class Executor:
 
     def evaluate(self, rule: Rule, b: Batch) -> tuple[StepResult, torch.Tensor, torch.Tensor]:
         """Evaluate a batch eagerly and count it: (outcome, weights, ``[sum of weights, *counts]``)."""
-        r = self.stepper.evaluate(*b.load(*b.inputs))
+        r = self.stepper.evaluate(*b.load(*b.inputs), b.population)
         self.count(int(b.rows.sum()), 0 if r.all_finite else int((~r.finite & b.rows).sum()), not r.all_finite)
         w = rule.weights(r, b.rows)
         return r, w, tally(rule, r, w, b.rows)
@@ -193,9 +195,10 @@ class Compiled(Executor):
             return None
         layout = tuple(len(b.inputs) for b in batches)
         try:
-            key = (rule, tuple(b.load for b in batches), layout)
+            loads = [(b.load, b.population) for b in batches]
+            key = (rule, tuple(loads), layout)
             if key not in self.graphs:
-                self.graphs[key] = torch.compile(self._iteration(rule, [b.load for b in batches], layout), dynamic=False,
+                self.graphs[key] = torch.compile(self._iteration(rule, loads, layout), dynamic=False,
                                                  options={"cpp_wrapper": True})
             self.stepper.deploy()
             inputs = [t for b in batches for t in (*b.inputs, b.rows)]
@@ -215,24 +218,26 @@ class Compiled(Executor):
             self.counters.optimizer_steps += 1
         return Iteration(list(reports), values[:k], applied)
 
-    def _iteration(self, rule: Rule, loads: list[Load], layout: tuple[int, ...]) -> Callable[..., tuple]:
+    def _iteration(self, rule: Rule, loads: list[tuple[Load, int]], layout: tuple[int, ...]) -> Callable[..., tuple]:
         """The function of tensors that is compiled: (optimizer tensors, step number, then each batch's
-        inputs and rows) -> (each batch's report, one summary tensor)."""
+        inputs and rows) -> (each batch's report, one summary tensor); ``loads``: each batch's load and
+        population."""
         stepper, optimizer, names = self.stepper, self.optimizer, self.parameter_names
 
         def iteration(flat: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor, step: torch.Tensor,
                       *inputs: torch.Tensor) -> tuple:
             batches, at = [], 0
-            for load, size in zip(loads, layout):
-                batches.append((load, inputs[at : at + size], inputs[at + size]))
+            for (load, population), size in zip(loads, layout):
+                batches.append((load, population, inputs[at : at + size], inputs[at + size]))
                 at += size + 1
 
             def weighted_loss(params: torch.Tensor) -> tuple[torch.Tensor, tuple]:
                 named = dict(zip(names, optimizer.views(params)))
                 outcomes = []
-                for load, batch_inputs, rows in batches:
+                for load, population, batch_inputs, rows in batches:
                     s, energy, history = load(*batch_inputs)
-                    r = stepper.outcome(s, energy, *torch.func.functional_call(stepper.policy, named, (s, history)))
+                    r = stepper.outcome(s, energy, *torch.func.functional_call(stepper.policy, named,
+                                                                                (s, history, population)))
                     outcomes.append((r, rule.weights(r, rows), rows))
                 totals = self.strategy.all_reduce(reduce(operator.add, [tally(rule, r, w, rows) for r, w, rows in outcomes]))
                 update = rule.takes_update(totals)

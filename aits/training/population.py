@@ -23,8 +23,8 @@ class Population:
     the samples it recorded; states and buffers are gathered from every process for a checkpoint."""
 
     def __init__(self, name: str, systems: Systems, gravity: Gravity, adapter: FeatureAdapter,
-                 replay_capacity: int, strategy: Strategy | None = None) -> None:
-        self.name = name
+                 replay_capacity: int, strategy: Strategy | None = None, index: int = 0) -> None:
+        self.name, self.index = name, index
         self.strategy = strategy or SingleProcess()
         self.total = systems.batch
         if self.total < self.strategy.world_size:
@@ -49,14 +49,14 @@ class Population:
 
     def live(self, active: torch.Tensor) -> Batch:
         """The live systems as a batch whose ``active`` (B,) rows count."""
-        return Batch(live_states, (*self.systems.tensors(), self.energy, self.history), active, self.bodies)
+        return Batch(live_states, (*self.systems.tensors(), self.energy, self.history), active, self.bodies, self.index)
 
     def replay(self, idx: torch.Tensor, distinct: int) -> Batch:
         """Of replay slots ``idx``, those this process holds, as a batch whose rows among the first
         ``distinct`` of ``idx`` count."""
         rows = torch.arange(idx.numel(), device=idx.device) < distinct
         mine = self.buffer.owned[idx]
-        return Batch(self.buffer.gather, (idx[mine],), rows[mine], self.bodies)
+        return Batch(self.buffer.gather, (idx[mine],), rows[mine], self.bodies, self.index)
 
     def accept(self, ok: torch.Tensor, r: StepResult, adapter: FeatureAdapter) -> int:
         """Advance the systems in ``ok`` (B,); record their pre-step samples unless still warming up.

@@ -111,12 +111,12 @@ def trainer_from_checkpoint(path: Path, overrides: list[str] | None = None, repo
     trainer = build_trainer(config_from_dict(apply_overrides(saved.to_dict(), overrides or [])), reporter, strategy)
     fresh = checkpoint_payload(trainer)
     try:
-        for section in ("model", "optimizer"):
-            check_like(fresh[section], data[section], section)
-        for p, saved in zip(trainer.populations, saved_populations(data, trainer)):
+        for p, saved in zip(trainer.populations, saved_populations(data, trainer)):  # first: the model depends on them
             where = "systems" if len(trainer.populations) == 1 else f"populations.{p.name}.systems"
             check_like(p.state_dict(), saved["systems"], where)
             check_buffer(saved["buffer"], p.buffer)
+        for section in ("model", "optimizer"):
+            check_like(fresh[section], data[section], section)
         restore(trainer, data)
     except (KeyError, RuntimeError, ValueError, TypeError, AttributeError, IndexError) as exc:
         reason = clip(str(exc)) if str(exc) else type(exc).__name__
