@@ -435,11 +435,21 @@ def load_config(path: Path | None = None, overrides: list[str] | None = None) ->
         except UserError as exc:
             raise UserError(f"{path}: {exc}") from None
     data = _renamed(apply_overrides(data, overrides or []))
-    if path is None and data.get("populations") and not any(parse_override(o)[0][0] == "system" for o in overrides or []):
-        data = {key: value for key, value in data.items() if key != "system"}  # the embedded default's system
+    if path is None:
+        data = _one_of_system_and_populations(data, {parse_override(o)[0][0] for o in overrides or []})
     config = _build(RunConfig, data, "")
     config.validate()
     return config
+
+
+def _one_of_system_and_populations(data: dict, overridden: set[str]) -> dict:
+    """The embedded default has both sections: it trains on its ``populations``, unless ``--set``
+    changes ``system`` (and not ``populations``): then on that one kind of system, starting from the
+    default's ``system`` section. Setting both is left to the validation to refuse."""
+    if not data.get("populations") or not data.get("system") or {"system", "populations"} <= overridden:
+        return data
+    drop = "populations" if "system" in overridden else "system"
+    return {key: value for key, value in data.items() if key != drop}
 
 
 def saved_config(data: dict) -> dict:

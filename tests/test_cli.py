@@ -69,7 +69,8 @@ def test_collect_then_generalize_then_inspect(runner, tmp_path):
     result = runner.invoke(app, ["inspect", str(general / "model.pt"), "--json"])
     checkpoint = json.loads(result.output)
     assert checkpoint["epoch"] == 4 and checkpoint["plugins"]["integrator"] == "leapfrog"
-    assert checkpoint["parameters"] == (5 * 64 + 64) + (64 * 64 + 64) + (64 + 1) + 1  # + the bounded output's base
+    features = 6  # analytic_aarseth: the closest pair's 5 and log(T_A / tau)
+    assert checkpoint["parameters"] == (features * 64 + 64) + (64 * 64 + 64) + (64 + 1) + 1  # + the bounded output's base
     assert checkpoint["config"]["training"]["steps_per_epoch"] == 3
 
     result = runner.invoke(app, ["inspect", str(general)])

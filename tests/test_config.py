@@ -132,7 +132,7 @@ def test_set_does_not_modify_its_input() -> None:
         ("device=cuda:x", r"device must be one of"),
         ("seed=-1", r"seed must be an integer in \[0, 2\*\*63\)"),
         (f"seed={2**70}", r"seed must be an integer"),
-        ("training.epochs.x=1", r"--set training\.epochs\.x: training\.epochs is a value \(100\), not a section"),
+        ("training.epochs.x=1", r"--set training\.epochs\.x: training\.epochs is a value \(150\), not a section"),
         ("training.epochs=", r"--set training\.epochs= has an empty value"),
         ("training.epochs=  ", r"has an empty value"),
         ("training.epochs", r"--set expects section\.key=value"),
@@ -307,7 +307,7 @@ def test_valid_values_survive_set_and_a_yaml_round_trip(
 ) -> None:
     sets = [f"training.epochs={epochs}", f"training.energy_threshold={threshold!r}", f"training.learning_rate={lr!r}",
             f"model.hidden={hidden}", f"model.activation={activation}", f"seed={seed}",
-            f"physics.softening={softening!r}", f"dtype={dtype}"]
+            f"physics.softening={softening!r}", f"dtype={dtype}", "system.generator=binary_batch"]
     config = load_config(None, sets)
     assert (config.training.epochs, config.training.energy_threshold, config.training.learning_rate) == (epochs, threshold, lr)
     assert (config.model.hidden, config.model.activation, config.seed) == (hidden, activation, seed)

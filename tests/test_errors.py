@@ -125,7 +125,7 @@ OVERRIDES: dict[str, tuple[list[str], tuple[str, ...]]] = {
     "epochs_option": (["--epochs", "0"], ("training.epochs must be >= 1",)),
     "seed_option": (["--seed", str(2**70)], ("seed must be an integer in [0, 2**63)",)),
     "device_option": (["--device", "tpu"], ("device must be one of cpu, cuda, auto or cuda:N",)),
-    "value_not_section": (["--set", "training.epochs.x=1"], ("training.epochs is a value (100), not a section",)),
+    "value_not_section": (["--set", "training.epochs.x=1"], ("training.epochs is a value (150), not a section",)),
     "python_tag": (["--set", "seed=!!python/object/apply:os.getcwd []"], ("--set seed: cannot parse value",)),
     # plugin names that do not exist, with a suggestion
     "integrator": (["--set", "integrator=leapfrg"], ("unknown integrator 'leapfrg'", "did you mean 'leapfrog'?")),

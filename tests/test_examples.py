@@ -1,5 +1,5 @@
-"""The shipped example files: every training config loads and the general recipe trains an epoch
-with every population; every problem of the reference set builds its system."""
+"""The shipped example files: every training config loads and the default (general) recipe trains an
+epoch with every population; every problem of the reference set builds its system."""
 
 from __future__ import annotations
 
@@ -21,8 +21,9 @@ def test_every_example_config_loads(path: Path) -> None:
     load_config(path)
 
 
-def test_the_general_recipe_trains_on_every_population() -> None:
-    config = load_config(EXAMPLES / "general.yaml", ["training.epochs=1", "training.max_generalize_iters=1"])
+def test_the_default_recipe_trains_on_every_population() -> None:
+    config = load_config(None, ["training.epochs=1", "training.max_generalize_iters=1"])
+    assert len(config.populations) == 5 and config.features.adapter == "analytic_aarseth"
     metrics = build_trainer(config).run_epoch()
     assert set(metrics["part1"]["populations"]) == {p.label for p in config.populations}
     assert all(m["accepted"] > 0 for m in metrics["part1"]["populations"].values())

@@ -116,7 +116,8 @@ def test_chunked_mixed_iterations_give_the_whole_iterations_update() -> None:
     for t in (whole, chunked):
         for _ in range(2):
             t.run_epoch()
-    assert torch.allclose(weights(whole), weights(chunked), rtol=1e-9, atol=1e-12)
+    # equal to rounding: Aarseth's derivatives summed over other batch shapes, then Adam's normalised steps
+    assert torch.allclose(weights(whole), weights(chunked), rtol=1e-7, atol=1e-12)
     assert whole.counters == chunked.counters
 
 
@@ -131,7 +132,8 @@ def test_a_checkpoint_of_other_populations_is_refused_in_one_line(tmp_path: Path
     with pytest.raises(UserError, match="holds one population, the config binaries, clusters, figure_eight"):
         trainer_from_checkpoint(single, [MIXED, "training.replay_batch_size=20"])
     with pytest.raises(UserError, match="populations replaces system"):
-        trainer_from_checkpoint(save_checkpoint(build_trainer(load_config(None, [])), tmp_path / "s.pt"), [MIXED])
+        trainer_from_checkpoint(save_checkpoint(build_trainer(load_config(None, ["system.params.count=2"])), tmp_path / "s.pt"),
+                                [MIXED])
 
 
 @pytest.mark.parametrize(("overrides", "message"), [

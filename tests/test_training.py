@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from aits.physics.derivatives import aarseth_time
 from aits.training.buffer import ReplayBuffer
 from aits.training.build import build_trainer
 from aits.training.part1 import RetrainCapHit
@@ -28,11 +29,15 @@ def test_bad_initial_policy_is_rejected_then_accepted_after_retraining():
     assert stats["dt_over_tau_median"] < 0.5
 
 
-def test_untrained_policy_starts_from_the_configured_fraction_of_the_free_fall_time():
-    trainer = build_trainer(small_config("model.init_dt_fraction=0.03"))
-    dt, log_ratio = trainer.policy(trainer.population.systems, trainer.population.history)
-    tau = trainer.gravity.freefall_time(trainer.population.systems.pos, trainer.population.systems.mass)
+def test_untrained_policy_starts_from_the_configured_fraction_of_its_time_scale():
+    trainer = build_trainer(small_config("model.init_dt_fraction=0.03", "features.adapter=analytic"))
+    s = trainer.population.systems
+    dt, log_ratio = trainer.policy(s, trainer.population.history)
+    tau = trainer.gravity.freefall_time(s.pos, s.mass)
     assert torch.allclose(dt / tau, torch.full_like(dt, 0.03), rtol=0.02)
+    trainer = build_trainer(small_config("model.init_dt_fraction=0.03"))  # the default: Aarseth's time scale
+    dt, _ = trainer.policy(s, trainer.population.history)
+    assert torch.allclose(dt / aarseth_time(s.pos, s.vel, s.mass, trainer.gravity), torch.full_like(dt, 0.03), rtol=0.02)
 
 
 def test_retrain_cap_stops_with_an_error_and_a_checkpoint(tmp_path):
