@@ -32,7 +32,7 @@ def test_bad_initial_policy_is_rejected_then_accepted_after_retraining():
 def test_untrained_policy_starts_from_the_configured_fraction_of_its_time_scale():
     trainer = build_trainer(small_config("model.init_dt_fraction=0.03", "features.adapter=analytic"))
     s = trainer.population.systems
-    dt, log_ratio = trainer.policy(s, trainer.population.history)
+    dt, _ = trainer.policy(s, trainer.population.history)
     tau = trainer.gravity.freefall_time(s.pos, s.mass)
     assert torch.allclose(dt / tau, torch.full_like(dt, 0.03), rtol=0.02)
     trainer = build_trainer(small_config("model.init_dt_fraction=0.03"))  # the default: Aarseth's time scale
