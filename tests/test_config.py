@@ -80,6 +80,18 @@ def test_set_on_a_nested_key_keeps_its_siblings() -> None:
     assert config.system.params["e_min"] == 0.5  # from aits.yaml, untouched
 
 
+def test_the_default_trains_its_populations_unless_set_changes_its_system() -> None:
+    default = load_config()
+    assert [p.label for p in default.population_configs()] == ["binaries", "triples", "clusters8", "clusters16", "plummer16"]
+    single = load_config(None, ["system.params.count=3"])  # the default's system section, populations dropped
+    assert single.populations == [] and [p.label for p in single.population_configs()] == ["system"]
+    assert single.features == default.features and single.model == default.model
+    mixed = load_config(None, ["populations=[{generator: cluster, params: {count: 2, n: 4}}]"])
+    assert [p.generator for p in mixed.population_configs()] == ["cluster"]
+    with pytest.raises(UserError, match="populations replaces system"):
+        load_config(None, ["system.params.count=3", "populations=[{generator: cluster}]"])
+
+
 def test_set_with_a_mapping_replaces_it() -> None:
     # switching generator must be possible without inheriting the old generator's parameters
     config = load_config(None, ["system.generator=kepler_binary", "system.params={e: 0.9, count: 2}"])
