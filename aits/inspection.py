@@ -84,11 +84,11 @@ EPOCH_COLUMNS = (  # (heading, path in an epoch's metrics, format)
     ("P1 rejected", ("part1", "rejected"), "d"),
     ("P1 retrains", ("part1", "retrain_iters"), "d"),
     ("P1 median |dE/E|", ("part1", "rel_dE_median"), ".2e"),
-    ("P1 dt/tau", ("part1", "dt_over_tau_median"), ".3g"),
+    ("P1 dt/T", ("part1", "dt_over_tau_median"), ".3g"),
     ("P2 iterations", ("part2", "iterations"), "d"),
     ("P2 converged", ("part2", "converged"), "yes/no"),
     ("P2 pass", ("part2", "pass_rate"), "%"),
-    ("P2 dt/tau", ("part2", "dt_over_tau_median"), ".3g"),
+    ("P2 dt/T", ("part2", "dt_over_tau_median"), ".3g"),
     ("buffer", ("buffer_size",), "d"),
     ("wall s", ("wall_time_s",), ".2f"),
 )

@@ -1,4 +1,5 @@
-"""The learned policy: a small network predicting log(dt / free-fall time of the closest pair)."""
+"""The learned policy: a small network predicting log(dt / T), T its feature adapter's time scale (the closest
+pair's free-fall time, or Aarseth's time scale)."""
 
 from __future__ import annotations
 

@@ -28,7 +28,7 @@ def epoch_line(m: dict) -> str:
     if "part2" in m:
         p = m["part2"]
         done = "converged" if p["converged"] else "not converged"
-        parts.append(f"part2 {p['iterations']} it {done} pass {_pct(p['pass_rate'])} dt/tau {p['dt_over_tau_median']:.3g}")
+        parts.append(f"part2 {p['iterations']} it {done} pass {_pct(p['pass_rate'])} dt/T {p['dt_over_tau_median']:.3g}")
     parts.append(f"buffer {m['buffer_size']}")
     parts += [f"{name}: {population_line(m, name)}" for name in populations(m)]
     return " | ".join(parts)
@@ -40,14 +40,14 @@ def populations(m: dict) -> list[str]:
 
 
 def population_line(m: dict, name: str) -> str:
-    """A population's share of an epoch: accepted / rejected, median |dE/E|, Part 2 pass rate and dt/tau."""
+    """A population's share of an epoch: accepted / rejected, median |dE/E|, Part 2 pass rate and dt / T (the adapter's time scale)."""
     out = []
     if "part1" in m:
         p = m["part1"]["populations"][name]
         out.append(f"acc {p['accepted']} rej {p['rejected']} dE {p['rel_dE_median']:.2g}")
     if "part2" in m:
         p = m["part2"]["populations"][name]
-        out.append(f"pass {_pct(p['pass_rate'])} dt/tau {p['dt_over_tau_median']:.3g}")
+        out.append(f"pass {_pct(p['pass_rate'])} dt/T {p['dt_over_tau_median']:.3g}")
     return " ".join(out)
 
 
@@ -117,7 +117,7 @@ class RichReporter(ProgressBar):
 
     def epoch_finished(self, metrics: dict) -> None:
         p2 = metrics.get("part2")
-        status = f"pass {_pct(p2['pass_rate'])} dt/tau {p2['dt_over_tau_median']:.3g}" if p2 else epoch_line(metrics)
+        status = f"pass {_pct(p2['pass_rate'])} dt/T {p2['dt_over_tau_median']:.3g}" if p2 else epoch_line(metrics)
         status += "".join(f" | {name}: {population_line(metrics, name)}" for name in populations(metrics))
         self.progress.update(self.task, completed=metrics["epoch"], status=status)
 

@@ -71,7 +71,7 @@ def summary_table(trainer: Trainer, run: runs.RunDir, title: str) -> Table:
     if "part2_epochs" in total:
         rows += [("part 2 converged epochs", f"{total['part2_converged_epochs']} / {total['part2_epochs']}"),
                  ("part 2 final pass rate", _fmt_pct(total["part2_final_pass_rate"])),
-                 ("median dt / free-fall time", f"{total['dt_over_tau_median']:.4g}")]
+                 ("median dt / time scale (T)", f"{total['dt_over_tau_median']:.4g}")]
     rows += [("replay buffer", str(total["buffer_size"])), ("force evaluations", str(total["force_evaluations"])),
              ("wall time (s)", f"{total['wall_time_s']:.1f}")]
     for key, value in rows:
