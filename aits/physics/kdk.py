@@ -99,7 +99,7 @@ def step_with_energy(s: Systems, dt: torch.Tensor, gravity: Gravity) -> tuple[Sy
     closed = torch.is_grad_enabled() and dt.requires_grad
     if closed and not any(t.requires_grad for t in (s.pos, s.vel, s.mass, s.acc)):
         pos1, vel1, acc1, energy = _StepEnergy.apply(dt, s.pos, s.vel, s.mass, s.acc, gravity)[:4]
-    else:
-        pos1, vel1, acc1 = kdk(s.pos, s.vel, s.mass, s.acc, dt, gravity)
-        energy = kinetic_energy(vel1, s.mass) + gravity.potential_energy(pos1, s.mass)
-    return Systems(pos1, vel1, s.mass, acc1, s.time + dt), energy
+        return Systems(pos1, vel1, s.mass, acc1, s.time + dt), energy
+    pos1, vel1, acc1 = kdk(s.pos, s.vel, s.mass, s.acc, dt, gravity)
+    new = Systems(pos1, vel1, s.mass, acc1, s.time + dt)
+    return new, gravity.energy(new)
