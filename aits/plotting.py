@@ -54,7 +54,7 @@ def plot_report(report: Report, path: Path) -> Path:
 
 def plot_training(metrics: list[dict], path: Path, title: str) -> Path:
     """Training curves per epoch: Part 1 accepted / rejected / retrains, Part 2 iterations and pass
-    rate, median |dE/E| of Part 1 and median dt/tau of both parts."""
+    rate, median |dE/E| of Part 1 and median dt / T (the time scale) of both parts."""
     from aits.inspection import metric
 
     if not metrics:
@@ -81,10 +81,10 @@ def plot_training(metrics: list[dict], path: Path, title: str) -> Path:
     ax_pass.set(ylabel="pass rate", ylim=(0, 1.05))
     series(ax_dt, ("part1", "rel_dE_median"), "Part 1 median |ΔE/E|", color="C3")
     ax_ratio = ax_dt.twinx()
-    series(ax_ratio, ("part1", "dt_over_tau_median"), "Part 1 median dt/τ", color="C0", ls="--")
-    series(ax_ratio, ("part2", "dt_over_tau_median"), "Part 2 median dt/τ", color="C2", ls="--")
+    series(ax_ratio, ("part1", "dt_over_tau_median"), "Part 1 median dt/T", color="C0", ls="--")
+    series(ax_ratio, ("part2", "dt_over_tau_median"), "Part 2 median dt/T", color="C2", ls="--")
     ax_dt.set(xlabel="epoch", ylabel="median |ΔE/E| per step", yscale="log", title="energy error and step")
-    ax_ratio.set(ylabel="median dt / free-fall time")
+    ax_ratio.set(ylabel="median dt / time scale T")
     for ax, twin in ((ax_p1, None), (ax_p2, ax_pass), (ax_dt, ax_ratio)):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         handles = [h for a in (ax, twin) if a is not None for h in a.get_lines()]

@@ -145,7 +145,7 @@ def refuse_hopeless(t: Trainer, retries: list[torch.Tensor]) -> None:
                 row = p.strategy.shard(p.total).start + int(probe.nonzero()[rejected.nonzero()[0, 0], 0])
                 where = f"system {row}" + (f" of population {p.name}" if len(t.populations) > 1 else "")
                 stuck = (f"Part 1 cannot pass the energy gate: {where} is rejected even at the smallest step the "
-                         f"policy can take (model.min_dt_fraction={floor:g} of its free-fall time gives |dE/E| = "
+                         f"policy can take (model.min_dt_fraction={floor:g} of its time scale gives |dE/E| = "
                          f"{float(r.rel_dE[rejected][0]):.3g}, not below training.energy_threshold="
                          f"{cfg.training.energy_threshold:g}), so no retraining can help; raise "
                          "training.energy_threshold or lower model.min_dt_fraction")
