@@ -14,7 +14,7 @@ from aits.config import load_config
 from aits.errors import UserError
 from aits.training.build import build_trainer
 from aits.training.population import split
-from aits.training.run import RunDir, run_epochs, save_checkpoint
+from aits.training.run import RunDir, load_dataset_into, run_epochs, save_checkpoint, save_dataset
 from aits.training.state import trainer_from_checkpoint
 from aits.training.trainer import Trainer
 
@@ -134,6 +134,15 @@ def test_a_checkpoint_of_other_populations_is_refused_in_one_line(tmp_path: Path
     with pytest.raises(UserError, match="populations replaces system"):
         trainer_from_checkpoint(save_checkpoint(build_trainer(load_config(None, ["system.params.count=2"])), tmp_path / "s.pt"),
                                 [MIXED])
+
+
+def test_a_data_set_of_other_populations_is_refused_in_one_line(tmp_path: Path) -> None:
+    path = save_dataset(mixed(), tmp_path / "mixed.pt")
+    single = build_trainer(load_config(None, ["system.params.count=2"]))
+    with pytest.raises(UserError, match="data set does not fit the run .it holds the populations binaries, clusters, "
+                                        "figure_eight, the config system"):
+        load_dataset_into(single, path)
+    load_dataset_into(mixed(), path)  # the run it came from takes it
 
 
 @pytest.mark.parametrize(("overrides", "message"), [

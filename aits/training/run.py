@@ -17,7 +17,7 @@ from aits import checkpoint, jsonio, locks, sinks
 from aits.config import RunConfig, dump_yaml
 from aits.errors import EnvironmentFault, RunFailed, UserError, clip
 from aits.training.distributed import PeerFailed
-from aits.training.state import check_buffer, checkpoint_payload
+from aits.training.state import check_buffer, check_population_names, checkpoint_payload
 from aits.training.trainer import StopRequested, Trainer, never
 
 
@@ -134,10 +134,10 @@ def load_dataset_into(trainer: Trainer, path: Path) -> None:
         held = [(e.get("name", "system"), e["bodies"], e["dims"], e["buffer"], int(e["buffer"]["size"])) for e in entries]
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise UserError(f"{path}: malformed data set (missing or bad field {exc})") from None
-    names = [p.name for p in trainer.populations]
-    if len(held) != len(names) or (len(held) > 1 and [h[0] for h in held] != names):
-        raise UserError(f"{path}: data set of the populations {clip(', '.join(str(h[0]) for h in held))}, "
-                        f"the run trains {', '.join(names)}")
+    try:
+        check_population_names([h[0] for h in held], trainer)
+    except ValueError as exc:
+        raise UserError(f"{path}: data set does not fit the run ({clip(str(exc))})") from None
     for p, (_, bodies, dims, buffer, size) in zip(trainer.populations, held):
         if features != have or (bodies, dims) != (p.bodies, p.systems.dims):
             raise UserError(

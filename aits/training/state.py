@@ -72,11 +72,17 @@ def saved_populations(state: dict, trainer: Trainer) -> list[dict]:
     """The ``{systems, buffer}`` of each of the trainer's populations in a saved state, or a
     ValueError when the state holds other populations."""
     saved = state["populations"] if "populations" in state else [{"systems": state["systems"], "buffer": state["buffer"]}]
-    names = [p.name for p in trainer.populations]
-    if len(saved) != len(names) or (len(saved) > 1 and [s["name"] for s in saved] != names):
-        held = f"the populations {', '.join(str(s['name']) for s in saved)}" if len(saved) > 1 else "one population"
-        raise ValueError(f"it holds {held}, the config {', '.join(names)}")
+    check_population_names([s.get("name") for s in saved], trainer)
     return saved
+
+
+def check_population_names(held: list, trainer: Trainer) -> None:
+    """A ValueError unless ``held``, the names of the populations in a saved file (one, unnamed, for a
+    one-population run), are the trainer's."""
+    names = [p.name for p in trainer.populations]
+    if len(held) != len(names) or (len(held) > 1 and held != names):
+        what = f"the populations {', '.join(map(str, held))}" if len(held) > 1 else "one population"
+        raise ValueError(f"it holds {what}, the config {', '.join(names)}")
 
 
 def read_checkpoint(path: Path) -> tuple[RunConfig, dict]:
