@@ -32,7 +32,7 @@ def per_step(setup, spec, value: float, steps: int, compiled: bool) -> float:
                           setup.integrator)  # never arrives: exactly ``steps`` steps
     out = integrate(far, spec, torch.tensor([value], dtype=torch.float64), max_steps=steps,
                     check_every=min(128, steps), compiled=compiled)
-    return (out.wall_time_s - out.compile_time_s) / out.iterations
+    return out.iteration_cost_s
 
 
 def main() -> None:

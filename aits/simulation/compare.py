@@ -138,7 +138,6 @@ def run_searched(setup: Setup, spec: PolicySpec, target: float, guess: float | N
     timing = integrate(setup, spec, torch.tensor([best.value], dtype=torch.float64),
                        max_steps=min(best.steps, TIMING_STEPS),
                        compiled=compiled if timing_compiled is None else timing_compiled)
-    stepping = timing.wall_time_s - timing.compile_time_s
     failing = found.failing
     info = {
         "estimate": found.estimate, "rounds": found.rounds, "candidates": found.candidates,
@@ -146,7 +145,7 @@ def run_searched(setup: Setup, spec: PolicySpec, target: float, guess: float | N
         "cheaper_failing": None if failing is None else
         {"value": failing.value, "steps": failing.steps, "max_rel_energy_error": failing.max_error},
     }
-    cost = stepping / max(timing.iterations, 1)
+    cost = timing.iteration_cost_s
     return Entry(spec.name, spec, best, timing.compile_time_s + cost * best.steps, best.steps > TIMING_STEPS, cost,
                  info, found.trace)
 

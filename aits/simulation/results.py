@@ -42,6 +42,11 @@ class BatchOutcome:
     trace: Trace | None
     compile_time_s: float = 0.0  # the first compiled call (compiling, or a cache look-up); 0: not compiled
 
+    @property
+    def iteration_cost_s(self) -> float:
+        """Wall time of one iteration of the loop (one step of every system), compilation excluded."""
+        return (self.wall_time_s - self.compile_time_s) / max(self.iterations, 1)
+
 
 @dataclass(frozen=True)
 class Rows:
