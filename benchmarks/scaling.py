@@ -24,16 +24,13 @@ from pathlib import Path
 
 import torch
 import torch.multiprocessing as mp
+from aitsbench.builders import NEVER, make_batch, workload
 
-from aits import registry
 from aits.config import load_config
-from aits.systems import make_systems
 from aits.training import distributed
 from aits.training.build import build_trainer
 from aits.training.strategy import SingleProcess, Strategy
 from aits.training.trainer import Trainer
-
-NEVER = ["training.energy_threshold=1e-290", "training.E_lower=1e-300"]  # Part 2 never converges
 
 
 class Timed(distributed.Distributed):
@@ -55,12 +52,6 @@ def comm_seconds(strategy: Strategy) -> float:
     return strategy.seconds if isinstance(strategy, Timed) else 0.0
 
 
-def system(n: int, count: int) -> list[str]:
-    if n == 2:
-        return [f"system.params.count={count}"]  # the default training set: eccentric binaries
-    return ["system.generator=cluster", f"system.params={{count: {count}, n: {n}, dims: 3}}"]
-
-
 def barrier_time(strategy: Strategy) -> float:
     """The clock after every process got here (a one-scalar all-reduce)."""
     strategy.reduce_boolean_decision(True)
@@ -68,10 +59,10 @@ def barrier_time(strategy: Strategy) -> float:
 
 
 def epoch_cell(strategy: Strategy, args: argparse.Namespace, count: int) -> dict:
-    """Seconds per ``aits train`` epoch (default recipe, ``count`` binaries, minibatch
+    """Seconds per training epoch (the benchmark's :func:`~aitsbench.builders.workload`: ``count`` binaries, minibatch
     ``--epoch-minibatch``), after ``--warmup-epochs``."""
-    config = load_config(None, system(2, count) + [f"training.replay_batch_size={args.epoch_minibatch}",
-                                                  f"device={args.device}", *args.set])
+    config = load_config(None, [*workload(2, count, replay_batch_size=args.epoch_minibatch), f"device={args.device}",
+                                *args.set])
     trainer = build_trainer(config, strategy=strategy)
     for _ in range(args.warmup_epochs):
         trainer.run_epoch()
@@ -85,13 +76,11 @@ def epoch_cell(strategy: Strategy, args: argparse.Namespace, count: int) -> dict
 def filled(strategy: Strategy, args: argparse.Namespace, n: int, m: int) -> Trainer:
     """A trainer whose replay buffer holds ``m`` fresh systems, shared among the processes as Part 1
     shares them (every process generates all, adds its own rows in rank order)."""
-    config = load_config(None, system(n, max(strategy.world_size, 1)) + NEVER + [
-        f"training.replay_capacity={m}", f"training.replay_batch_size={m}", f"training.max_generalize_iters={args.iters}",
-        f"device={args.device}", *args.set])
+    config = load_config(None, [*workload(n, max(strategy.world_size, 1), **NEVER, replay_capacity=m,
+                                          replay_batch_size=m, max_generalize_iters=args.iters),
+                                f"device={args.device}", *args.set])
     trainer = build_trainer(config, strategy=strategy)
-    kind = load_config(None, system(n, m)).system
-    s = make_systems(registry.get_registry().get("initial_conditions", kind.generator), kind.params, trainer.gravity,
-                     trainer.rng, trainer.dtype, trainer.device)
+    s = make_batch(trainer, n, m)
     rows = strategy.shard(m)
     mine = s.index(rows)
     trainer.population.buffer.add(mine, trainer.gravity.energy(mine), trainer.adapter.empty_history(mine), torch.zeros_like(mine.time),

@@ -39,14 +39,21 @@ def system_spec(n: int) -> tuple[str, dict]:
     return "cluster", {"n": n, "dims": 3}
 
 
-def build_config(args: Namespace, hidden: list[int], n: int, count: int, **training: object) -> RunConfig:
-    """The embedded default config with this cell's settings (and the user's --set) as overrides; the
-    closest pair's features (``analytic``), the workload the figures of issue 16 were measured on."""
+def workload(n: int, count: int, **training: object) -> list[str]:
+    """Overrides of the embedded default for ``count`` systems of :func:`system_spec` and the closest
+    pair's features (``analytic``), the workload the figures of issue 16 were measured on, with
+    these ``training`` settings."""
     generator, params = system_spec(n)
-    overrides = [f"device={args.device}", f"dtype={args.dtype}", f"seed={args.seed}", "features.adapter=analytic",
-                 f"model.hidden={json.dumps(list(hidden))}", f"system.generator={generator}",
-                 f"system.params={json.dumps({**params, 'count': count})}"]
-    overrides += [f"training.{key}={json.dumps(value)}" for key, value in training.items()]
+    return ["features.adapter=analytic", f"system.generator={generator}",
+            f"system.params={json.dumps({**params, 'count': count})}",
+            *(f"training.{key}={json.dumps(value)}" for key, value in training.items())]
+
+
+def build_config(args: Namespace, hidden: list[int], n: int, count: int, **training: object) -> RunConfig:
+    """The embedded default config with this cell's :func:`workload` and settings (and the user's
+    --set) as overrides."""
+    overrides = [f"device={args.device}", f"dtype={args.dtype}", f"seed={args.seed}",
+                 f"model.hidden={json.dumps(list(hidden))}", *workload(n, count, **training)]
     if args.threads is not None:
         overrides.append(f"threads={args.threads}")  # the trainer sets torch's thread count from it
     return load_config(None, overrides + list(args.set))
