@@ -179,6 +179,10 @@ class RunConfig:
         """The populations to train on: ``populations``, or ``system`` as the one population "system"."""
         return self.populations or [PopulationConfig("system", self.system.generator, self.system.params)]
 
+    def params_key(self, i: int) -> str:
+        """The config key of the ``i``-th population's generator parameters, for messages."""
+        return f"populations[{i}].params" if self.populations else "system.params"
+
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         if self.populations:

@@ -66,7 +66,7 @@ def estimate(config: RunConfig, adapter: FeatureAdapter, generators: list[Callab
                   parameters * itemsize * OPTIMIZER_COPIES)]
     shapes = []
     for i, (kind, generator) in enumerate(zip(config.population_configs(), generators)):
-        key = "system.params" if not config.populations else f"populations[{i}].params"
+        key = config.params_key(i)
         shape = systems_shape(generator, kind.params, config.physics.G)
         if shape is None:
             continue

@@ -51,8 +51,7 @@ def build_trainer(config: RunConfig, reporter: Reporter | None = None, strategy:
     resources.check_memory(config, adapter, generators, device, dtype)  # before anything large is allocated
     policy = build_policy(config, gravity, adapter).to(device, dtype)
     optimizer = ClippedAdam(policy.parameters(), config.training.learning_rate, config.training.grad_clip)
-    systems = [make_systems(generator, kind.params, gravity, rng, dtype, device,
-                            "system.params" if not config.populations else f"populations[{i}].params")
+    systems = [make_systems(generator, kind.params, gravity, rng, dtype, device, config.params_key(i))
                for i, (kind, generator) in enumerate(zip(kinds, generators))]
     capacities = split(config.training.replay_capacity, [s.batch for s in systems])
     populations = [Population(kind.label, s, gravity, policy.adapter, capacity, strategy, i)
