@@ -33,11 +33,9 @@ def compiled_chunk() -> Callable[[DtPolicy, EnergyMeter, Carry], tuple[Carry, to
     """:func:`advance` of ``CHUNK`` steps, compiled for fixed shapes (one graph per policy class,
     batch shape and constants, cached by torch.compile; hence the raised recompile limit). Inductor's
     C++ wrapper: the calls of a chunk's ~30 kernels from C++, not Python (1.2-1.5x the steps/s of
-    B = 1 on a CPU, for about the same compile time). Its memory planning: a chunk's intermediate
-    buffers carved from one allocation per call, not one each (a learned step at N = 16, B = 1 has
-    about 30; 14.5 us without, 12 us with)."""
+    B = 1 on a CPU, for about the same compile time)."""
     torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
-    return torch.compile(_chunk, fullgraph=True, dynamic=False, options={"cpp_wrapper": True, "memory_planning": True})
+    return torch.compile(_chunk, fullgraph=True, dynamic=False, options={"cpp_wrapper": True})
 
 
 class Body:
