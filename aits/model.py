@@ -21,7 +21,6 @@ class Tanh(nn.Module):
         return 2 * torch.sigmoid(2 * x) - 1 if torch.compiler.is_compiling() else torch.tanh(x)
 
 
-SMALL_BATCH = 256  # rows up to which a compiled network with frozen weights is inductor's own loops
 UNSEEN = torch.finfo(torch.float32).max  # the empty feature range, finite in either dtype
 ACTIVATION = {"tanh": Tanh, "silu": nn.SiLU, "relu": nn.ReLU, "gelu": nn.GELU}
 
@@ -59,24 +58,8 @@ class DtNet(nn.Module):
             nn.init.constant_(out.bias, math.log(start / (1 - start)))
         self.body = nn.Sequential(*layers, out)
 
-    def frozen_weights(self) -> list[torch.Tensor]:
-        """Each linear layer's weight, detached, transposed and contiguous, for :meth:`forward` in a
-        simulation, where the network no longer trains (a copy: later updates do not reach it)."""
-        return [layer.weight.detach().t().contiguous() for layer in self.body if isinstance(layer, nn.Linear)]
-
-    def forward(self, features: torch.Tensor, frozen: list[torch.Tensor] | None = None) -> torch.Tensor:
-        """``log(dt / tau)`` (B,). With ``frozen`` (:meth:`frozen_weights`), while compiling for at most
-        ``SMALL_BATCH`` rows, each layer is a broadcast product and sum over its transposed weight,
-        which inductor fuses into its own vectorised loops: for a few systems a library matrix product
-        costs more in its call than in its arithmetic (a learned step at N = 16, B = 1 took 15 us with
-        them and 12 us without; at B = 1024 the library is faster)."""
-        if frozen is not None and torch.compiler.is_compiling() and features.shape[0] <= SMALL_BATCH:
-            raw, weights = features, iter(frozen)
-            for layer in self.body:
-                raw = (raw[..., :, None] * next(weights)).sum(-2) + layer.bias if isinstance(layer, nn.Linear) else layer(raw)
-        else:
-            raw = self.body(features)
-        raw = raw.squeeze(-1)
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        raw = self.body(features).squeeze(-1)
         if self.bounded:
             return self.log_base.clamp(self.lo, self.hi) + self.log_k * self.squash(raw)
         return self.lo + (self.hi - self.lo) * torch.sigmoid(raw)
@@ -122,16 +105,14 @@ class Policy(nn.Module):
             state_dict[key] = torch.zeros_like(self.population_offsets)
         super()._load_from_state_dict(state_dict, prefix, *args)
 
-    def forward(self, s: Systems, history: torch.Tensor, population: int | None = None,
-                frozen: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(dt, log(dt / tau))``, each (B,); with ``population`` (in training), at that population's
-        level; ``frozen``: the network's :meth:`DtNet.frozen_weights` (in a simulation)."""
+    def forward(self, s: Systems, history: torch.Tensor, population: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(dt, log(dt / tau))``, each (B,); with ``population`` (in training), at that population's level."""
         features, tau = self.adapter.features_and_timescale(s, history)
         if self.clamps:
             seen = self.feature_lo <= self.feature_hi
             features = torch.where(seen, torch.minimum(torch.maximum(features, self.feature_lo), self.feature_hi),
                                    features)
-        log_ratio = self.net(features, frozen)
+        log_ratio = self.net(features)
         if population is not None and self.population_offsets is not None:
             log_ratio = log_ratio + (self.population_offsets[population] - self.population_offsets.mean())
         return tau * torch.exp(log_ratio), log_ratio

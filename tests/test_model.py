@@ -12,7 +12,7 @@ import torch
 from aits import checkpoint
 from aits.config import ModelConfig
 from aits.errors import UserError
-from aits.model import SMALL_BATCH, Policy
+from aits.model import Policy
 from aits.physics import Gravity
 from aits.physics.initial import cluster, kepler_binary
 from aits.registry import get_registry
@@ -42,16 +42,6 @@ def test_a_bounded_policy_stays_within_its_factor_of_the_base_whatever_the_input
     assert float(log_ratio.max() - log_ratio.min()) > 1.5  # and it does use the room it has
     free = policy(output="free")
     assert float(free.net(features).max() - free.net(features).min()) > 5  # a free one swings far wider
-
-
-@pytest.mark.parametrize("rows", [1, SMALL_BATCH + 1])  # its own loops over the frozen weights; the library's product
-def test_the_frozen_network_compiled_answers_as_the_trained_one(rows: int) -> None:
-    net = policy(0.3, output="bounded").net
-    features = torch.randn(rows, net.body[0].in_features, dtype=torch.float64)
-    with torch.inference_mode():
-        compiled = torch.compile(net, backend="aot_eager", fullgraph=True, dynamic=False)(features, net.frozen_weights())
-        torch.testing.assert_close(compiled, net(features), rtol=1e-13, atol=1e-13)
-        assert float((compiled - net.log_base).abs().min()) > 1e-3  # the layers do move the output
 
 
 @torch.no_grad()

@@ -144,9 +144,6 @@ class Learned(BuiltinPolicy):
     the rule picks the same dt forward and backward in time (to the convergence of the iteration):
     leapfrog with it is time-reversible, and its energy error does not drift over long runs.
     Needs a policy without history.
-
-    The network is frozen when the policy is built (:meth:`~aits.model.DtNet.frozen_weights`), so
-    that a compiled step can run it without library calls.
     """
 
     name = "learned"
@@ -169,7 +166,6 @@ class Learned(BuiltinPolicy):
             raise UserError(f"policy {self.name}: iterations must be an integer >= 1, got {iterations!r}")
         self.model = model.to(device=value.device, dtype=value.dtype).eval()
         self.adapter = self.model.adapter
-        self.frozen = self.model.net.frozen_weights()
         if symmetric and self.adapter.history_len:
             raise UserError(f"policy {self.name}: symmetric needs a policy without history "
                             f"(this one reads its last {self.adapter.history_len} steps)")
@@ -185,12 +181,11 @@ class Learned(BuiltinPolicy):
         self.history = self.history[rows]
 
     def dt(self, s: Systems) -> torch.Tensor:
-        self.prediction, _ = self.model(s, self.history, frozen=self.frozen)
+        self.prediction, _ = self.model(s, self.history)
         if self.symmetric:
             start = self.prediction
             for _ in range(self.iterations):
-                end, _ = self.model(self.integrator.step(s, self.prediction * self.value, self.gravity), self.history,
-                                    frozen=self.frozen)
+                end, _ = self.model(self.integrator.step(s, self.prediction * self.value, self.gravity), self.history)
                 self.prediction = 0.5 * (start + end)
         return self.prediction * self.value
 
