@@ -54,8 +54,11 @@ class Registered:
 
     @property
     def summary(self) -> str:
-        doc = (getattr(self.obj, "__doc__", None) or "").strip()
-        return doc.splitlines()[0] if doc else ""
+        """The first sentence of the docstring's first paragraph, on one line."""
+        paragraph = (getattr(self.obj, "__doc__", None) or "").strip().split("\n\n")[0]
+        text = " ".join(paragraph.split())
+        end = text.find(". ")
+        return text if end < 0 else text[: end + 1]
 
 
 @dataclass

@@ -105,6 +105,15 @@ def test_plugins_json_lists_the_built_ins(runner):
             ("loss", "energy_band"), ("initial_conditions", "binary_batch")} <= listed
 
 
+def test_the_plugins_table_keeps_names_whole_at_80_columns(runner):
+    result = runner.invoke(app, ["plugins"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    for name in ("freefall_symmetric", "analytic_aarseth", "initial_conditions", "energy_target"):
+        assert any(name in line for line in lines), name
+
+
 def test_log_records_stay_one_line_off_a_terminal(runner, tmp_path):
     result = runner.invoke(app, ["train", "--epochs", "2", "--out", str(tmp_path / "run"), *SMALL],
                            env={"COLUMNS": "40"})

@@ -88,6 +88,21 @@ def test_builtins_are_registered_through_the_hooks(monkeypatch: pytest.MonkeyPat
     assert isinstance(reg.get("integrator", "leapfrog"), Leapfrog)
 
 
+def test_a_summary_is_the_first_sentence_of_the_docstring_on_one_line() -> None:
+    class Wrapped:
+        """A rule whose first sentence
+        runs over two lines (eta = 0.1). More detail.
+
+        A second paragraph."""
+
+    class Bare:
+        pass
+
+    assert registry.Registered("policy", "wrapped", Wrapped, "x").summary == \
+        "A rule whose first sentence runs over two lines (eta = 0.1)."
+    assert registry.Registered("policy", "bare", Bare, "x").summary == ""
+
+
 # ---------------------------------------------------------------- a fake plugin of every kind
 
 FAKES_SOURCE = "fake-plugins 1.0"

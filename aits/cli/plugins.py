@@ -23,11 +23,15 @@ def plugins_cli(as_json: JsonOpt = False) -> None:
     if as_json:
         print(jsonio.dumps({"plugins": rows, "broken": registry.broken}, indent=2))
         return
-    table = Table(title="aits plugins")
-    for column in ("kind", "name", "summary", "source"):
-        table.add_column(column)
-    for row in rows:
-        table.add_row(*(escape(v) for v in row.values()))
+    table = Table(title="aits plugins")  # one section per kind, so that the summary keeps the width
+    table.add_column("name", no_wrap=True)
+    table.add_column("summary", ratio=1)
+    table.add_column("source", max_width=14)
+    for kind in registry.entries:
+        table.add_row(f"[bold]{escape(kind)}[/]", end_section=False)
+        for row in (r for r in rows if r["kind"] == kind):
+            table.add_row(*(escape(row[key]) for key in ("name", "summary", "source")))
+        table.add_section()
     console = Console()
     console.print(table)
     for name, reason in registry.broken.items():
