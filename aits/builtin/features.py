@@ -14,7 +14,7 @@ from aits.interfaces import FeatureAdapter
 from aits.physics import Gravity, Systems
 from aits.physics.blocks import in_blocks
 from aits.physics.derivatives import aarseth_time
-from aits.physics.gravity import pair_freefall_time, pair_masks, pow_three_halves
+from aits.physics.gravity import dot, pair_freefall_time, pair_masks, pow_three_halves
 from aits.registry import Registrar
 
 PAIR_FEATURES = 5
@@ -36,9 +36,9 @@ def closest_pair_features(s: Systems, gravity: Gravity) -> tuple[torch.Tensor, t
         rows = torch.arange(s.batch, device=s.pos.device)
         r, v, da = (x[rows, j] - x[rows, i] for x in (s.pos, s.vel, s.acc))
         m = s.mass[rows, i] + s.mass[rows, j]
-    r2 = (r * r).sum(-1) + gravity.softening**2
-    v2 = (v * v).sum(-1)
-    rv = (r * v).sum(-1)
+    r2 = dot(r, r) + gravity.softening**2
+    v2 = dot(v, v)
+    rv = dot(r, v)
     gm = gravity.G * m
     r1, r3, r2v2 = r2.sqrt(), pow_three_halves(r2), r2 * v2
     tau = pair_freefall_time(r2, gm)

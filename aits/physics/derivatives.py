@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from aits.physics.gravity import Gravity, pair_masks
+from aits.physics.gravity import Gravity, dot, pair_masks
 
 
 def derivatives(pos: torch.Tensor, vel: torch.Tensor, mass: torch.Tensor,
@@ -25,9 +25,6 @@ def derivatives(pos: torch.Tensor, vel: torch.Tensor, mass: torch.Tensor,
 
     def relative(x: torch.Tensor) -> torch.Tensor:
         return x[:, None, :, :] - x[:, :, None, :]
-
-    def dot(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return torch.linalg.vecdot(x, y)
 
     v = relative(vel)
     alpha = dot(r, v) * inv_r2

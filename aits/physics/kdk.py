@@ -19,7 +19,7 @@ from functools import partial
 import torch
 
 from aits.physics.blocks import in_blocks
-from aits.physics.gravity import Gravity, kinetic_energy
+from aits.physics.gravity import Gravity, dot, kinetic_energy
 from aits.physics.state import Systems
 
 
@@ -55,7 +55,7 @@ def step_energy_and_derivatives(pos: torch.Tensor, vel: torch.Tensor, mass: torc
     energy = kinetic_energy(vel1, mass) + gravity.pair_potential(r2, mass)
     dpos = vel + h * acc
     du = dpos[:, None, :, :] - dpos[:, :, None, :]
-    radial = 3 * weights * torch.linalg.vecdot(dx, du) / r2
+    radial = 3 * weights * dot(dx, du) / r2
     dacc = (weights[..., None] * du).sum(2) - (radial[..., None] * dx).sum(2)
     dvel = 0.5 * (acc + acc1) + 0.5 * h * dacc
     denergy = (mass[..., None] * (vel1 * dvel - acc1 * dpos)).sum((-1, -2))
