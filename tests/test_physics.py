@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from aits.builtin.integrators import Leapfrog
 from aits.physics import Gravity, Systems, initial, kepler
-from aits.physics.gravity import angular_momentum, kinetic_energy, momentum
+from aits.physics.gravity import angular_momentum, dot, kinetic_energy, momentum
 
 F64 = torch.float64
 EPS = torch.finfo(F64).eps
@@ -229,3 +229,14 @@ def test_one_small_step_conserves_momentum_and_energy(s: Systems) -> None:
     assert ((momentum(new) - momentum(s)).abs() <= 64 * EPS * p_scale).all()
     energy_scale = kinetic_energy(s.vel, s.mass) + g.potential_energy(s.pos, s.mass).abs()  # |E| itself may be ~0
     assert ((g.energy(new) - g.energy(s)).abs() <= 1e-6 * energy_scale).all()
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_the_written_out_dot_product_is_the_reduction_bit_for_bit_with_its_gradient(dims: int) -> None:
+    gen = torch.Generator().manual_seed(dims)
+    x, y = (torch.randn(16, 8, 8, dims, dtype=torch.float64, generator=gen) * 1e3 for _ in range(2))
+    assert torch.equal(dot(x, y), (x * y).sum(-1))
+    x.requires_grad_()
+    assert torch.equal(dot(x, y), (x * y).sum(-1))
+    (grad,) = torch.autograd.grad(dot(x, y).sum(), x)
+    torch.testing.assert_close(grad, y, rtol=0, atol=0)
