@@ -61,6 +61,10 @@ class FeatureAdapter(ABC):
     ``memory(state, dt)`` is what the adapter keeps of each accepted step; ``features`` reads the
     current state and the last ``history_len`` memories (B, history_len, memory_dim), oldest first,
     zero-padded where the run is younger than the window.
+
+    Features must be a function of the state and the window only (no state of their own, no
+    randomness): the replay buffer computes a sample's features once, when it stores it, and Part 2
+    trains on those.
     """
 
     name: ClassVar[str]

@@ -105,9 +105,11 @@ class Policy(nn.Module):
             state_dict[key] = torch.zeros_like(self.population_offsets)
         super()._load_from_state_dict(state_dict, prefix, *args)
 
-    def forward(self, s: Systems, history: torch.Tensor, population: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(dt, log(dt / tau))``, each (B,); with ``population`` (in training), at that population's level."""
-        features, tau = self.adapter.features_and_timescale(s, history)
+    def forward(self, s: Systems, history: torch.Tensor, population: int | None = None,
+                cached: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(dt, log(dt / tau))``, each (B,); with ``population`` (in training), at that population's
+        level; ``cached``: the adapter's features and time scales of these states, computed beforehand."""
+        features, tau = self.adapter.features_and_timescale(s, history) if cached is None else cached
         if self.clamps:
             seen = self.feature_lo <= self.feature_hi
             features = torch.where(seen, torch.minimum(torch.maximum(features, self.feature_lo), self.feature_hi),

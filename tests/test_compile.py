@@ -139,8 +139,9 @@ def test_compiled_iteration_takes_the_closed_form_step_once_and_its_gradient_cut
         trainer = build_trainer(small_config(*TINY, f"compile={compile_}"))
         policy = trainer.policy.forward
 
-        def spoiled(s: Systems, history: torch.Tensor, population: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-            dt, log_ratio = policy(s, history, population)
+        def spoiled(s: Systems, history: torch.Tensor, population: int | None = None,
+                    cached: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+            dt, log_ratio = policy(s, history, population, cached)
             return dt + torch.where(torch.arange(s.batch) == 0, math.inf, 0.0), log_ratio
 
         monkeypatch.setattr(trainer.policy, "forward", spoiled)

@@ -61,8 +61,9 @@ class SpoiledPolicy:
         self.forward, self.value, self.rows, self.when, self.spoil_ratio = t.policy.forward, value, rows, when, spoil_ratio
         self.calls = self.spoiled = 0
 
-    def __call__(self, s: Systems, history: torch.Tensor, population: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        dt, log_ratio = self.forward(s, history, population)
+    def __call__(self, s: Systems, history: torch.Tensor, population: int | None = None,
+                 cached: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        dt, log_ratio = self.forward(s, history, population, cached)
         call, self.calls = self.calls, self.calls + 1
         if self.when(call) and dt.numel():
             dt = dt.clone()

@@ -238,7 +238,7 @@ def test_training_with_yoshida4_steps_every_system_with_it(
     stats = trainer.collect()
     assert stats["accepted"] == trainer.population.buffer.size == 8 * 3
     assert stats["rel_dE_max"] < trainer.config.training.energy_threshold
-    states, _, _ = trainer.population.buffer.gather(torch.arange(trainer.population.buffer.size))
+    states, _, _, _ = trainer.population.buffer.gather(torch.arange(trainer.population.buffer.size))
     dt = trainer.population.buffer.data["dt"][: trainer.population.buffer.size]
     reached = torch.cat([states.pos, trainer.population.systems.pos])  # every state after a system's first
     for integrator, follows in ((yoshida.Yoshida4(), True), (Leapfrog(), False)):

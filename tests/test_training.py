@@ -66,15 +66,36 @@ def test_part2_uses_each_samples_own_history_window():
     trainer = build_trainer(small_config("features.adapter=history", "features.history_len=2", "training.steps_per_epoch=4"))
     trainer.collect()
     trainer.population.history.fill_(float("nan"))  # the live history must play no part in Part 2
+    buffer = trainer.population.buffer
+    s, _, history, (features, tau) = buffer.gather(torch.arange(buffer.size))
+    assert history.shape[1:] == (2, trainer.adapter.memory_dim) and torch.isfinite(history).all()
+    own = trainer.adapter.features_and_timescale(s, history)  # each sample's features, from its own window
+    assert torch.equal(features, own[0]) and torch.equal(tau, own[1])
     seen = []
-    read = trainer.adapter.features_and_timescale  # what the policy calls for its input
-    trainer.adapter.features_and_timescale = lambda s, history: seen.append(history.clone()) or read(s, history)
+    net = trainer.policy.net.forward  # the network's input in Part 2: the stored features
+    trainer.policy.net.forward = lambda x: seen.append(x.detach().clone()) or net(x)
     trainer.generalize()
-    stored = trainer.population.buffer.data["history"][: trainer.population.buffer.size].flatten(1)
-    assert seen and all(batch.shape[1:] == (2, trainer.adapter.memory_dim) for batch in seen)
+    assert seen
     for batch in seen:
         assert torch.isfinite(batch).all()
-        assert (torch.cdist(batch.flatten(1), stored).min(1).values == 0).all()
+        assert (torch.cdist(batch, features).min(1).values == 0).all()
+
+
+def test_stored_features_are_saved_and_recomputed_for_a_buffer_saved_without_them():
+    trainer = build_trainer(small_config("training.steps_per_epoch=4"))
+    trainer.collect()
+    state = trainer.population.buffer_state()
+    assert {"features", "timescale"} <= set(state)
+    for saved in (state, {k: v for k, v in state.items() if k not in ("features", "timescale")}):  # now; older aits
+        fresh = build_trainer(small_config("training.steps_per_epoch=4"))
+        fresh.population.load_buffer(saved)
+        buffer = fresh.population.buffer
+        s, _, history, (features, tau) = buffer.gather(torch.arange(buffer.size))
+        if "features" in saved:
+            assert torch.equal(features, state["features"]) and torch.equal(tau, state["timescale"])
+        want = fresh.adapter.features_and_timescale(s, history)
+        torch.testing.assert_close(features, want[0], rtol=1e-12, atol=1e-15)
+        torch.testing.assert_close(tau, want[1], rtol=1e-12, atol=0)
 
 
 def test_replay_buffer_keeps_the_newest_samples_up_to_its_capacity():
@@ -94,8 +115,8 @@ def test_padded_samples_have_a_fixed_count_with_the_distinct_samples_first():
     s = build_trainer(small_config()).population.systems.index(slice(0, 3))
     buffer.add(s, torch.arange(3, dtype=torch.float64), torch.zeros(3, 0, 0, dtype=torch.float64),
                torch.zeros(3, dtype=torch.float64))
-    plain, energy, _ = buffer.gather(buffer.indices(8, torch.Generator().manual_seed(0)))
-    padded, padded_energy, _ = buffer.gather(buffer.indices(8, torch.Generator().manual_seed(0), pad=True))
+    plain, energy, _, _ = buffer.gather(buffer.indices(8, torch.Generator().manual_seed(0)))
+    padded, padded_energy, _, _ = buffer.gather(buffer.indices(8, torch.Generator().manual_seed(0), pad=True))
     assert plain.batch == 3 and padded.batch == 8
     assert torch.equal(padded_energy[:3], energy)  # the same draw, then repeats of it
     assert sorted(padded_energy[:3].tolist()) == [0, 1, 2] and set(padded_energy.tolist()) == {0, 1, 2}

@@ -30,7 +30,8 @@ from aits.training.optim import ClippedAdam
 from aits.training.step import Stepper, StepResult
 from aits.training.strategy import Strategy
 
-Load = Callable[..., tuple[Systems, torch.Tensor, torch.Tensor]]
+Cached = tuple[torch.Tensor, torch.Tensor] | None  # features and time scales computed beforehand, if any
+Load = Callable[..., tuple[Systems, torch.Tensor, torch.Tensor, Cached]]
 
 
 class Rule(Protocol):
@@ -51,15 +52,15 @@ class Rule(Protocol):
 
 
 def live_states(pos: torch.Tensor, vel: torch.Tensor, mass: torch.Tensor, acc: torch.Tensor, time: torch.Tensor,
-                energy: torch.Tensor, history: torch.Tensor) -> tuple[Systems, torch.Tensor, torch.Tensor]:
-    """The :data:`Load` of a batch whose inputs are the states themselves."""
-    return Systems(pos, vel, mass, acc, time), energy, history
+                energy: torch.Tensor, history: torch.Tensor) -> tuple[Systems, torch.Tensor, torch.Tensor, Cached]:
+    """The :data:`Load` of a batch whose inputs are the states themselves (features computed as they step)."""
+    return Systems(pos, vel, mass, acc, time), energy, history, None
 
 
 @dataclass(frozen=True)
 class Batch:
     """One population's rows of an iteration: ``load(*inputs)`` gives (states, energies, history
-    windows); ``rows`` (B,) marks the rows that count (the others are evaluated only to keep shapes);
+    windows, and their features and time scales when these were computed beforehand); ``rows`` (B,) marks the rows that count (the others are evaluated only to keep shapes);
     ``population``: the index of the population they belong to."""
 
     load: Load
@@ -117,7 +118,8 @@ class Executor:
 
     def evaluate(self, rule: Rule, b: Batch) -> tuple[StepResult, torch.Tensor, torch.Tensor]:
         """Evaluate a batch eagerly and count it: (outcome, weights, ``[sum of weights, *counts]``)."""
-        r = self.stepper.evaluate(*b.load(*b.inputs), b.population)
+        s, energy, history, cached = b.load(*b.inputs)
+        r = self.stepper.evaluate(s, energy, history, b.population, cached)
         self.count(int(b.rows.sum()), 0 if r.all_finite else int((~r.finite & b.rows).sum()), not r.all_finite)
         w = rule.weights(r, b.rows)
         return r, w, tally(rule, r, w, b.rows)
@@ -235,9 +237,9 @@ class Compiled(Executor):
                 named = dict(zip(names, optimizer.views(params)))
                 outcomes = []
                 for load, population, batch_inputs, rows in batches:
-                    s, energy, history = load(*batch_inputs)
+                    s, energy, history, cached = load(*batch_inputs)
                     r = stepper.outcome(s, energy, *torch.func.functional_call(stepper.policy, named,
-                                                                                (s, history, population)))
+                                                                                (s, history, population, cached)))
                     outcomes.append((r, rule.weights(r, rows), rows))
                 totals = self.strategy.all_reduce(reduce(operator.add, [tally(rule, r, w, rows) for r, w, rows in outcomes]))
                 update = rule.takes_update(totals)

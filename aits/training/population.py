@@ -7,7 +7,7 @@ import torch
 from aits.errors import UserError
 from aits.interfaces import FeatureAdapter, push_history
 from aits.physics import Gravity, Systems
-from aits.training.buffer import FIELDS, ReplayBuffer
+from aits.training.buffer import ReplayBuffer
 from aits.training.executors import Batch, live_states
 from aits.training.step import StepResult
 from aits.training.strategy import SingleProcess, Strategy
@@ -36,7 +36,8 @@ class Population:
         self.history = adapter.empty_history(systems)
         self.accepted_steps = torch.zeros(systems.batch, dtype=torch.int64, device=systems.pos.device)
         self.buffer = ReplayBuffer(replay_capacity, systems.bodies, systems.dims, adapter.history_len,
-                                   adapter.memory_dim, systems.pos.dtype, systems.pos.device, self.strategy.world_size)
+                                   adapter.memory_dim, systems.pos.dtype, systems.pos.device, self.strategy.world_size,
+                                   featurize=adapter.features_and_timescale, feature_dim=adapter.dim)
 
     @property
     def batch(self) -> int:
@@ -76,7 +77,7 @@ class Population:
     def buffer_state(self) -> dict:
         """The replay buffer with the samples of every process (each slot is held by one of them)."""
         state = self.buffer.state_dict()
-        for name in FIELDS:
+        for name in self.buffer.fields:
             self.strategy.all_reduce(state[name])
         return state
 

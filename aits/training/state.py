@@ -13,7 +13,7 @@ from aits.errors import UserError, clip
 from aits.model import Policy
 from aits.physics import Gravity
 from aits.runtime import restore_rng_state, rng_state
-from aits.training.buffer import ReplayBuffer
+from aits.training.buffer import CACHED, FIELDS, ReplayBuffer
 from aits.training.build import build_policy, build_trainer
 from aits.training.executors import Counters
 from aits.training.strategy import Strategy
@@ -157,8 +157,8 @@ def check_buffer(state: object, buffer: ReplayBuffer) -> None:
     if not 0 <= size <= buffer.capacity or not 0 <= int(state["cursor"]) < buffer.capacity:
         raise ValueError(f"buffer holds {size} samples (cursor {state['cursor']}), outside training.replay_capacity="
                          f"{buffer.capacity}")
-    for name, held in buffer.data.items():
-        got = state.get(name)
+    for name in (*FIELDS, *(name for name in CACHED if name in state and name in buffer.data)):
+        held, got = buffer.data[name], state.get(name)
         if not isinstance(got, torch.Tensor) or tuple(got.shape) != (size, *held.shape[1:]):
             shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
             raise ValueError(f"buffer.{name} is {shape}, expected {(size, *held.shape[1:])}")

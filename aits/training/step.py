@@ -48,11 +48,13 @@ class Stepper:
         self.policy, self.integrator, self.gravity, self.loss_fn = policy, integrator, gravity, loss_fn
         self.training = training
 
-    def evaluate(self, s: Systems, energy: torch.Tensor, history: torch.Tensor, population: int = 0) -> StepResult:
-        """Predict dt with the deployed policy (at ``population``'s level), take one step, measure the
-        relative energy error and the per-sample loss, for every system."""
+    def evaluate(self, s: Systems, energy: torch.Tensor, history: torch.Tensor, population: int = 0,
+                 cached: tuple[torch.Tensor, torch.Tensor] | None = None) -> StepResult:
+        """Predict dt with the deployed policy (at ``population``'s level; from ``cached`` features and
+        time scales if given), take one step, measure the relative energy error and the per-sample
+        loss, for every system."""
         self.deploy()
-        return self.outcome(s, energy, *self.policy(s, history, population))
+        return self.outcome(s, energy, *self.policy(s, history, population, cached))
 
     def deploy(self) -> None:
         """Eval mode: the gate judges the deployed, deterministic policy."""

@@ -9,6 +9,7 @@ import time
 from argparse import Namespace
 
 from aits.interfaces import Integrator
+from aits.training.step import StepResult
 from aits.training.trainer import Trainer
 
 from .builders import NEVER, build_config, filled_trainer, with_training
@@ -101,17 +102,22 @@ def reference_loop(args: Namespace, clock: Clock, tr: Trainer, mode: str) -> dic
     chunk = args.ref_chunk
 
     def one_chunk() -> int:
-        s, energy, history = tr.population.buffer.gather(tr.population.buffer.indices(chunk, tr.rng))
+        s, energy, history, cached = tr.population.buffer.gather(tr.population.buffer.indices(chunk, tr.rng))
         k = s.batch
+
+        def one(i: int) -> StepResult:  # the i-th sample alone, with its stored features as the batched path has them
+            row = slice(i, i + 1)
+            return tr.stepper.evaluate(s.index(row), energy[row], history[row], 0,
+                                       None if cached is None else (cached[0][row], cached[1][row]))
+
         if mode == "step":
             for i in range(k):
-                r = tr.stepper.evaluate(s.index(slice(i, i + 1)), energy[i : i + 1], history[i : i + 1])
-                tr.executors.eager.optimise(tr.stepper.sample_losses(r).mean())
+                tr.executors.eager.optimise(tr.stepper.sample_losses(one(i)).mean())
             return k
         tr.policy.train()
         tr.optimizer.zero_grad()
         for i in range(k):
-            r = tr.stepper.evaluate(s.index(slice(i, i + 1)), energy[i : i + 1], history[i : i + 1])
+            r = one(i)
             (tr.stepper.sample_losses(r).mean() / k).backward()
         tr.optimizer.step()  # clips the gradient norm first, as Executor.optimise
         return k
