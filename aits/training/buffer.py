@@ -116,10 +116,14 @@ class ReplayBuffer:
         """The samples in slots ``idx`` (held by this process): (states, their energies, their history
         windows, and with ``featurize`` their features and time scales, else None)."""
         rows = self.row[idx]
-        d = {name: self.data[name][rows] for name in ("pos", "vel", "mass", "acc", "energy", "history")}
-        s = Systems(d["pos"], d["vel"], d["mass"], d["acc"], torch.zeros_like(d["energy"]))
+        s, energy, history = self._samples(rows)
         cached = None if self.featurize is None else (self.data["features"][rows], self.data["timescale"][rows])
-        return s, d["energy"], d["history"], cached
+        return s, energy, history, cached
+
+    def _samples(self, rows: torch.Tensor) -> tuple[Systems, torch.Tensor, torch.Tensor]:
+        """The samples in storage rows ``rows``: (states, their energies, their history windows)."""
+        d = {name: self.data[name][rows] for name in ("pos", "vel", "mass", "acc", "energy", "history")}
+        return Systems(d["pos"], d["vel"], d["mass"], d["acc"], torch.zeros_like(d["energy"])), d["energy"], d["history"]
 
     def state_dict(self) -> dict:
         """The samples by slot: the first ``size`` slots (copies), zero in the slots that another
@@ -145,9 +149,8 @@ class ReplayBuffer:
         for name in self.fields if saved else FIELDS:
             self.data[name][rows] = state[name][mine.cpu()].to(self.data[name])
         if self.featurize is not None and not saved and rows.numel():  # a data set or checkpoint of an older aits
-            d = {name: self.data[name][rows] for name in ("pos", "vel", "mass", "acc", "history")}
-            s = Systems(d["pos"], d["vel"], d["mass"], d["acc"], torch.zeros_like(d["pos"][:, 0, 0]))
-            self.data["features"][rows], self.data["timescale"][rows] = self._features(s, d["history"])
+            s, _, history = self._samples(rows)
+            self.data["features"][rows], self.data["timescale"][rows] = self._features(s, history)
 
     @torch.no_grad()
     def _features(self, s: Systems, history: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

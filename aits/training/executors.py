@@ -60,8 +60,9 @@ def live_states(pos: torch.Tensor, vel: torch.Tensor, mass: torch.Tensor, acc: t
 @dataclass(frozen=True)
 class Batch:
     """One population's rows of an iteration: ``load(*inputs)`` gives (states, energies, history
-    windows, and their features and time scales when these were computed beforehand); ``rows`` (B,) marks the rows that count (the others are evaluated only to keep shapes);
-    ``population``: the index of the population they belong to."""
+    windows, and their features and time scales when these were computed beforehand); ``rows`` (B,)
+    marks the rows that count (the others are evaluated only to keep shapes); ``population``: the
+    index of the population they belong to."""
 
     load: Load
     inputs: tuple[torch.Tensor, ...]
